@@ -1,0 +1,46 @@
+//! Provisor's embedded default store: SQLite in WAL mode, in the data directory.
+//!
+//! Owns the SQLite migrations and connection settings; the queries are the shared ones
+//! in `provisor-store/sql`. Write transactions begin `IMMEDIATE`, so two writers queue on
+//! `busy_timeout` instead of failing when a read lock would have to be upgraded.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use provisor_domain::secret::Cipher;
+use provisor_store::Result;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Transaction};
+
+type Db = sqlx::Sqlite;
+const BACKEND: &str = "sqlite";
+
+/// The SQLite migrations; versions match the PostgreSQL ones one for one.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+async fn begin_write(pool: &Pool<Db>) -> sqlx::Result<Transaction<'static, Db>> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+#[path = "../../provisor-store/sql/mod.rs"]
+mod sql;
+
+pub use sql::SqlStore as SqliteStore;
+
+/// Opens (creating if missing) the database file and applies pending migrations.
+pub async fn open(path: &Path, cipher: Cipher, max_connections: u32) -> Result<SqliteStore> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .connect_with(options)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(SqliteStore::new(pool, cipher))
+}

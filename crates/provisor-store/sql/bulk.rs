@@ -1,0 +1,380 @@
+//! Bulk import and export in the CSV format of `provisor_domain::csv`.
+//!
+//! An import runs in one write transaction. Every row is checked against what the
+//! database holds; if any row is refused, the transaction is rolled back and all refusals
+//! are returned with their line numbers.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use provisor_domain::csv::{Plan, Row, RowError};
+use provisor_domain::model::*;
+use provisor_store::{BulkStore, ImportSummary, Result, StoreError};
+
+use super::devices::set_lines;
+use super::{Conn, SqlStore, audit, json, now};
+
+/// Keeps `current` where the import leaves a cell empty.
+fn keep<'a>(new: &'a str, current: &'a str) -> &'a str {
+    if new.is_empty() { current } else { new }
+}
+
+#[derive(sqlx::FromRow)]
+struct ExistingUser {
+    id: i64,
+    display_name: String,
+    email: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExistingAccount {
+    id: i64,
+    user_id: i64,
+    auth_user: String,
+    display_name: String,
+    registrar: String,
+    outbound_proxy: String,
+    transport: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExistingDevice {
+    id: i64,
+    domain_id: i64,
+    vendor: String,
+    model: String,
+    category_id: Option<i64>,
+}
+
+struct Importer<'a> {
+    store: &'a SqlStore,
+    d: DomainId,
+    t: i64,
+    users: HashMap<&'a str, i64>,
+    accounts: HashMap<&'a str, i64>,
+    categories: HashMap<&'a str, Option<i64>>,
+    summary: ImportSummary,
+    errors: Vec<RowError>,
+}
+
+impl<'a> Importer<'a> {
+    async fn users(&mut self, c: &mut Conn, plan: &'a Plan) -> Result<()> {
+        for u in &plan.users {
+            let existing: Option<ExistingUser> = sqlx::query_as("SELECT id, display_name, email FROM users WHERE domain_id = $1 AND username = $2")
+                .bind(self.d.0)
+                .bind(&u.username)
+                .fetch_optional(&mut *c)
+                .await?;
+            let id = match existing {
+                Some(e) => {
+                    if keep(&u.display_name, &e.display_name) != e.display_name || keep(&u.email, &e.email) != e.email {
+                        sqlx::query("UPDATE users SET display_name = $1, email = $2, updated_at = $3 WHERE id = $4")
+                            .bind(keep(&u.display_name, &e.display_name))
+                            .bind(keep(&u.email, &e.email))
+                            .bind(self.t)
+                            .bind(e.id)
+                            .execute(&mut *c)
+                            .await?;
+                        self.summary.users_updated += 1;
+                    }
+                    e.id
+                }
+                None => {
+                    self.summary.users_created += 1;
+                    sqlx::query_scalar(
+                        "INSERT INTO users (domain_id, username, display_name, email, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                    )
+                    .bind(self.d.0)
+                    .bind(&u.username)
+                    .bind(&u.display_name)
+                    .bind(&u.email)
+                    .bind(self.t)
+                    .fetch_one(&mut *c)
+                    .await?
+                }
+            };
+            self.users.insert(&u.username, id);
+        }
+        Ok(())
+    }
+
+    async fn accounts(&mut self, c: &mut Conn, plan: &'a Plan) -> Result<()> {
+        for a in &plan.accounts {
+            let user_id = self.users[a.username.as_str()];
+            let existing: Option<ExistingAccount> = sqlx::query_as(
+                "SELECT id, user_id, auth_user, display_name, registrar, outbound_proxy, transport FROM sip_accounts WHERE domain_id = $1 AND sip_user = $2",
+            )
+            .bind(self.d.0)
+            .bind(&a.sip_user)
+            .fetch_optional(&mut *c)
+            .await?;
+            let password = a.password.as_ref().map(|p| self.store.cipher.encrypt(p.expose()));
+            let id = match existing {
+                Some(e) if e.user_id != user_id => {
+                    self.errors.push(RowError::new(a.line, format!("sip_user: '{}' belongs to another user of this domain", a.sip_user)));
+                    continue;
+                }
+                Some(e) => {
+                    let transport: &str = match a.transport {
+                        Some(t) => t.as_str(),
+                        None => &e.transport,
+                    };
+                    let changed = password.is_some()
+                        || keep(&a.auth_user, &e.auth_user) != e.auth_user
+                        || keep(&a.display_name, &e.display_name) != e.display_name
+                        || keep(&a.registrar, &e.registrar) != e.registrar
+                        || keep(&a.outbound_proxy, &e.outbound_proxy) != e.outbound_proxy
+                        || transport != e.transport;
+                    if changed {
+                        sqlx::query(
+                            "UPDATE sip_accounts SET auth_user = $1, display_name = $2, registrar = $3, outbound_proxy = $4, transport = $5, \
+                             password_enc = COALESCE($6, password_enc), updated_at = $7 WHERE id = $8",
+                        )
+                        .bind(keep(&a.auth_user, &e.auth_user))
+                        .bind(keep(&a.display_name, &e.display_name))
+                        .bind(keep(&a.registrar, &e.registrar))
+                        .bind(keep(&a.outbound_proxy, &e.outbound_proxy))
+                        .bind(transport)
+                        .bind(password)
+                        .bind(self.t)
+                        .bind(e.id)
+                        .execute(&mut *c)
+                        .await?;
+                        self.summary.accounts_updated += 1;
+                    }
+                    e.id
+                }
+                None => {
+                    let Some(password) = password else {
+                        self.errors.push(RowError::new(a.line, format!("sip_password: is needed for the new SIP account '{}'", a.sip_user)));
+                        continue;
+                    };
+                    self.summary.accounts_created += 1;
+                    sqlx::query_scalar(
+                        "INSERT INTO sip_accounts (domain_id, user_id, sip_user, auth_user, password_enc, display_name, registrar, \
+                         outbound_proxy, transport, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+                    )
+                    .bind(self.d.0)
+                    .bind(user_id)
+                    .bind(&a.sip_user)
+                    .bind(&a.auth_user)
+                    .bind(password)
+                    .bind(&a.display_name)
+                    .bind(&a.registrar)
+                    .bind(&a.outbound_proxy)
+                    .bind(a.transport.unwrap_or_default().as_str())
+                    .bind(self.t)
+                    .fetch_one(&mut *c)
+                    .await?
+                }
+            };
+            self.accounts.insert(&a.sip_user, id);
+        }
+        Ok(())
+    }
+
+    async fn category(&mut self, c: &mut Conn, line: u64, name: &'a str) -> Result<Option<Option<i64>>> {
+        if name.is_empty() {
+            return Ok(Some(None));
+        }
+        if let Some(id) = self.categories.get(name) {
+            return Ok(Some(*id));
+        }
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM categories WHERE domain_id = $1 AND name = $2")
+            .bind(self.d.0)
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await?;
+        if id.is_none() {
+            self.errors.push(RowError::new(line, format!("category: there is no category '{name}' in this domain")));
+            return Ok(None);
+        }
+        self.categories.insert(name, id);
+        Ok(Some(id))
+    }
+
+    async fn devices(&mut self, c: &mut Conn, plan: &'a Plan) -> Result<()> {
+        for dev in &plan.devices {
+            let Some(category) = self.category(c, dev.line, &dev.category).await? else { continue };
+            let owner = dev.owner.as_deref().map(|o| self.users[o]);
+            let existing: Option<ExistingDevice> =
+                sqlx::query_as("SELECT id, domain_id, vendor, model, category_id FROM devices WHERE mac = $1")
+                    .bind(dev.mac.to_string())
+                    .fetch_optional(&mut *c)
+                    .await?;
+            let id = match existing {
+                Some(e) if e.domain_id != self.d.0 => {
+                    self.errors.push(RowError::new(dev.line, format!("mac: a device with MAC {} already exists", dev.mac)));
+                    continue;
+                }
+                Some(e) => {
+                    sqlx::query("UPDATE devices SET vendor = $1, model = $2, category_id = $3, user_id = $4, updated_at = $5 WHERE id = $6")
+                        .bind(keep(&dev.vendor, &e.vendor))
+                        .bind(keep(&dev.model, &e.model))
+                        .bind(category.or(e.category_id))
+                        .bind(owner)
+                        .bind(self.t)
+                        .bind(e.id)
+                        .execute(&mut *c)
+                        .await?;
+                    self.summary.devices_updated += 1;
+                    e.id
+                }
+                None => {
+                    self.summary.devices_created += 1;
+                    sqlx::query_scalar(
+                        "INSERT INTO devices (domain_id, mac, vendor, model, state, category_id, user_id, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+                    )
+                    .bind(self.d.0)
+                    .bind(dev.mac.to_string())
+                    .bind(&dev.vendor)
+                    .bind(&dev.model)
+                    .bind(DeviceState::Added.as_str())
+                    .bind(category)
+                    .bind(owner)
+                    .bind(self.t)
+                    .fetch_one(&mut *c)
+                    .await?
+                }
+            };
+            if !dev.lines.is_empty() {
+                // An account refused above has no id; its row already carries the error.
+                let lines: Option<Vec<(u32, i64)>> =
+                    dev.lines.iter().map(|l| self.accounts.get(l.sip_user.as_str()).map(|a| (l.position, *a))).collect();
+                if let Some(lines) = lines {
+                    set_lines(c, id, &lines).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportAccount {
+    username: String,
+    display_name: String,
+    email: String,
+    account_id: Option<i64>,
+    sip_user: Option<String>,
+    auth_user: Option<String>,
+    password_enc: Option<Vec<u8>>,
+    account_display_name: Option<String>,
+    registrar: Option<String>,
+    outbound_proxy: Option<String>,
+    transport: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportDevice {
+    id: i64,
+    mac: String,
+    owner: Option<String>,
+    vendor: String,
+    model: String,
+    category: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportLine {
+    device_id: i64,
+    position: i32,
+    username: String,
+    sip_user: String,
+}
+
+#[async_trait]
+impl BulkStore for SqlStore {
+    async fn import(&self, actor: &Actor, d: DomainId, plan: &Plan) -> Result<ImportSummary> {
+        let mut tx = self.write().await?;
+        let mut importer = Importer {
+            store: self,
+            d,
+            t: now(),
+            users: HashMap::new(),
+            accounts: HashMap::new(),
+            categories: HashMap::new(),
+            summary: ImportSummary::default(),
+            errors: Vec::new(),
+        };
+        importer.users(&mut tx, plan).await?;
+        importer.accounts(&mut tx, plan).await?;
+        importer.devices(&mut tx, plan).await?;
+        if !importer.errors.is_empty() {
+            importer.errors.sort_by_key(|e| e.line);
+            tx.rollback().await?;
+            return Err(StoreError::Rows(importer.errors));
+        }
+        let summary = importer.summary;
+        audit(&mut tx, actor, "import", Some(d), "csv", None, Some(json(&summary))).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn export(&self, d: DomainId, with_passwords: bool) -> Result<Vec<Row>> {
+        let mut c = self.pool.acquire().await?;
+        let accounts: Vec<ExportAccount> = sqlx::query_as(
+            "SELECT u.username, u.display_name, u.email, a.id AS account_id, a.sip_user, a.auth_user, a.password_enc, \
+             a.display_name AS account_display_name, a.registrar, a.outbound_proxy, a.transport \
+             FROM users u LEFT JOIN sip_accounts a ON a.user_id = u.id WHERE u.domain_id = $1 ORDER BY u.id, a.id",
+        )
+        .bind(d.0)
+        .fetch_all(&mut *c)
+        .await?;
+        let devices: Vec<ExportDevice> = sqlx::query_as(
+            "SELECT d.id, d.mac, u.username AS owner, d.vendor, d.model, c.name AS category FROM devices d \
+             LEFT JOIN users u ON u.id = d.user_id LEFT JOIN categories c ON c.id = d.category_id WHERE d.domain_id = $1 ORDER BY d.id",
+        )
+        .bind(d.0)
+        .fetch_all(&mut *c)
+        .await?;
+        let lines: Vec<ExportLine> = sqlx::query_as(
+            "SELECT l.device_id, l.position, u.username, a.sip_user FROM device_lines l JOIN devices d ON d.id = l.device_id \
+             JOIN sip_accounts a ON a.id = l.account_id JOIN users u ON u.id = a.user_id WHERE d.domain_id = $1 ORDER BY l.device_id, l.position",
+        )
+        .bind(d.0)
+        .fetch_all(&mut *c)
+        .await?;
+
+        let mut rows = Vec::with_capacity(accounts.len() + devices.len() + lines.len());
+        for a in accounts {
+            let mut row = Row::default();
+            row.set("username", a.username);
+            row.set("display_name", a.display_name);
+            row.set("email", a.email);
+            if a.account_id.is_some() {
+                row.set("sip_user", a.sip_user.unwrap_or_default());
+                row.set("auth_user", a.auth_user.unwrap_or_default());
+                row.set("account_display_name", a.account_display_name.unwrap_or_default());
+                row.set("registrar", a.registrar.unwrap_or_default());
+                row.set("outbound_proxy", a.outbound_proxy.unwrap_or_default());
+                row.set("transport", a.transport.unwrap_or_default());
+                if let (true, Some(blob)) = (with_passwords, a.password_enc) {
+                    row.set("sip_password", self.cipher.decrypt(&blob)?.expose());
+                }
+            }
+            rows.push(row);
+        }
+        // A device's first row names its owner; its lines follow in order.
+        let mut lines = lines.into_iter().peekable();
+        for dev in devices {
+            let mut row = Row::default();
+            row.set("username", dev.owner.unwrap_or_default());
+            row.set("mac", dev.mac.clone());
+            row.set("vendor", dev.vendor);
+            row.set("model", dev.model);
+            row.set("category", dev.category.unwrap_or_default());
+            rows.push(row);
+            while let Some(l) = lines.next_if(|l| l.device_id == dev.id) {
+                let mut row = Row::default();
+                row.set("username", l.username);
+                row.set("sip_user", l.sip_user);
+                row.set("mac", dev.mac.clone());
+                row.set("line", l.position.to_string());
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,207 @@
+//! Storage for Provisor: the traits every backend implements, the one error type, and the
+//! shared test suite (feature `testsuite`) that runs unchanged against every backend.
+//!
+//! The query code itself lives in `../sql/` and is compiled into each backend crate
+//! (`provisor-store-sqlite`, `provisor-store-postgres`) with that backend's concrete sqlx
+//! types, so both run the same statements without `sqlx::Any`. What differs between
+//! backends (migrations, connection set-up, how a write transaction begins) stays in the
+//! backend crate.
+//!
+//! Every method that touches tenant data takes the `DomainId` it is scoped to, and every
+//! statement filters by it: a caller holding domain A's id cannot reach domain B's rows.
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use provisor_domain::csv::{Plan, Row, RowError};
+use provisor_domain::model::*;
+use provisor_domain::secret::{CipherError, SecretString};
+use provisor_domain::{Invalid, Mac};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[cfg(feature = "testsuite")]
+pub mod suite;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist, or not in the caller's domain.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique name or MAC is taken, or the object is still in use.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request refers to something that is not there (a category, a user, an account).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// An import had bad rows; nothing was written.
+    #[error("{} rows of the import are bad", .0.len())]
+    Rows(Vec<RowError>),
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+        e.as_database_error().is_some_and(|d| d.is_unique_violation())
+    }
+    pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+        e.as_database_error().is_some_and(|d| d.is_foreign_key_violation())
+    }
+}
+
+/// Which page of a list: up to `limit` items with ids after `after` (for the audit log,
+/// which lists newest first, ids before it).
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageRequest {
+    /// Items per page, 1 to 1000 (default 100).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+    /// The `next` cursor of the previous page.
+    pub after: Option<i64>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self { limit: default_limit(), after: None }
+    }
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+impl PageRequest {
+    pub const MAX_LIMIT: u32 = 1000;
+    pub fn validate(self) -> Result<Self, Invalid> {
+        if !(1..=Self::MAX_LIMIT).contains(&self.limit) {
+            return Err(Invalid::new("limit", format!("must be from 1 to {}", Self::MAX_LIMIT)));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ImportSummary {
+    pub users_created: u64,
+    pub users_updated: u64,
+    pub accounts_created: u64,
+    pub accounts_updated: u64,
+    pub devices_created: u64,
+    pub devices_updated: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// Installation-level operations.
+#[async_trait]
+pub trait BaseStore: Send + Sync {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+    fn pool_stats(&self) -> PoolStats;
+    async fn close(&self);
+    async fn meta_get(&self, key: &str) -> Result<Option<String>>;
+    /// Sets `key` unless it is set already; true if this call set it.
+    async fn meta_init(&self, key: &str, value: &str) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait DomainStore: Send + Sync {
+    async fn create_domain(&self, actor: &Actor, new: &NewDomain) -> Result<Domain>;
+    async fn domain(&self, name: &str) -> Result<Domain>;
+    async fn domain_by_id(&self, id: DomainId) -> Result<Domain>;
+    async fn list_domains(&self, page: PageRequest) -> Result<Page<Domain>>;
+    async fn update_domain(&self, actor: &Actor, id: DomainId, patch: &DomainPatch) -> Result<Domain>;
+    async fn delete_domain(&self, actor: &Actor, id: DomainId) -> Result<()>;
+
+    async fn create_category(&self, actor: &Actor, d: DomainId, new: &NewCategory) -> Result<Category>;
+    async fn category(&self, d: DomainId, name: &str) -> Result<Category>;
+    async fn list_categories(&self, d: DomainId, page: PageRequest) -> Result<Page<Category>>;
+    async fn update_category(&self, actor: &Actor, d: DomainId, name: &str, patch: &CategoryPatch) -> Result<Category>;
+    async fn delete_category(&self, actor: &Actor, d: DomainId, name: &str) -> Result<()>;
+}
+
+/// Users and their SIP accounts. Portal passwords arrive already hashed: hashing is slow
+/// and belongs off the executor, in the caller.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(&self, actor: &Actor, d: DomainId, new: &NewUser, password_hash: Option<&str>) -> Result<User>;
+    async fn user(&self, d: DomainId, username: &str) -> Result<User>;
+    async fn list_users(&self, d: DomainId, page: PageRequest) -> Result<Page<User>>;
+    async fn update_user(&self, actor: &Actor, d: DomainId, username: &str, patch: &UserPatch, password_hash: Option<&str>) -> Result<User>;
+    async fn delete_user(&self, actor: &Actor, d: DomainId, username: &str) -> Result<()>;
+    /// The stored argon2id hash, if the user has a portal password.
+    async fn user_password_hash(&self, d: DomainId, username: &str) -> Result<Option<String>>;
+
+    async fn create_account(&self, actor: &Actor, d: DomainId, username: &str, new: &NewSipAccount) -> Result<SipAccount>;
+    async fn account(&self, d: DomainId, id: i64) -> Result<SipAccount>;
+    async fn list_accounts(&self, d: DomainId, username: Option<&str>, page: PageRequest) -> Result<Page<SipAccount>>;
+    async fn update_account(&self, actor: &Actor, d: DomainId, id: i64, patch: &SipAccountPatch) -> Result<SipAccount>;
+    async fn delete_account(&self, actor: &Actor, d: DomainId, id: i64) -> Result<()>;
+    /// The decrypted SIP password, for rendering configurations.
+    async fn account_password(&self, d: DomainId, id: i64) -> Result<SecretString>;
+}
+
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    async fn create_device(&self, actor: &Actor, d: DomainId, new: &NewDevice) -> Result<Device>;
+    async fn device(&self, d: DomainId, mac: Mac) -> Result<Device>;
+    async fn list_devices(&self, d: DomainId, filter: &DeviceFilter, page: PageRequest) -> Result<Page<Device>>;
+    async fn update_device(&self, actor: &Actor, d: DomainId, mac: Mac, patch: &DevicePatch) -> Result<Device>;
+    async fn delete_device(&self, actor: &Actor, d: DomainId, mac: Mac) -> Result<()>;
+}
+
+/// A token as presented, resolved to what it may do.
+#[derive(Clone, Debug)]
+pub struct TokenGrant {
+    pub token: ApiToken,
+    pub domain: Option<DomainId>,
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn create_token(&self, actor: &Actor, name: &str, role: Role, domain: Option<DomainId>, hash: &str, hint: &str) -> Result<ApiToken>;
+    /// The live (not revoked) token with this digest.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenGrant>>;
+    /// Tokens of one domain, or all of them (`None`, operators only).
+    async fn list_tokens(&self, scope: Option<DomainId>, page: PageRequest) -> Result<Page<ApiToken>>;
+    async fn revoke_token(&self, actor: &Actor, scope: Option<DomainId>, id: i64) -> Result<ApiToken>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Newest first; one domain's entries, or all (`None`, operators only).
+    async fn list_audit(&self, scope: Option<DomainId>, page: PageRequest) -> Result<Page<AuditEntry>>;
+}
+
+#[async_trait]
+pub trait BulkStore: Send + Sync {
+    /// Applies a whole import in one transaction: all of it, or nothing and every bad row.
+    async fn import(&self, actor: &Actor, d: DomainId, plan: &Plan) -> Result<ImportSummary>;
+    /// Every user, account and device of the domain in the import format.
+    async fn export(&self, d: DomainId, with_passwords: bool) -> Result<Vec<Row>>;
+}
+
+/// Everything a backend provides.
+pub trait Store: BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static {}
+
+impl<T> Store for T where T: BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static {}
