@@ -179,6 +179,15 @@ impl DeviceStore for SqlStore {
         device_row(&mut *self.pool.acquire().await?, d, mac).await
     }
 
+    async fn device_domain(&self, mac: Mac) -> Result<DomainId> {
+        sqlx::query_scalar::<_, i64>("SELECT domain_id FROM devices WHERE mac = $1")
+            .bind(mac.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(DomainId)
+            .ok_or(StoreError::NotFound("device"))
+    }
+
     async fn list_devices(&self, d: DomainId, filter: &DeviceFilter, req: PageRequest) -> Result<Page<Device>> {
         let mut q = QueryBuilder::<Db>::new(DEVICE_SELECT);
         q.push(" WHERE d.domain_id = ").push_bind(d.0);

@@ -21,6 +21,8 @@ use utoipa::ToSchema;
 
 #[cfg(feature = "testsuite")]
 pub mod suite;
+#[cfg(feature = "testsuite")]
+pub mod testdb;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -165,6 +167,9 @@ pub trait UserStore: Send + Sync {
 pub trait DeviceStore: Send + Sync {
     async fn create_device(&self, actor: &Actor, d: DomainId, new: &NewDevice) -> Result<Device>;
     async fn device(&self, d: DomainId, mac: Mac) -> Result<Device>;
+    /// The domain a MAC belongs to, across the installation (MACs are unique in it).
+    /// Only for callers that act for the whole installation: the CLI and, later, phones.
+    async fn device_domain(&self, mac: Mac) -> Result<DomainId>;
     async fn list_devices(&self, d: DomainId, filter: &DeviceFilter, page: PageRequest) -> Result<Page<Device>>;
     async fn update_device(&self, actor: &Actor, d: DomainId, mac: Mac, patch: &DevicePatch) -> Result<Device>;
     async fn delete_device(&self, actor: &Actor, d: DomainId, mac: Mac) -> Result<()>;
@@ -205,3 +210,16 @@ pub trait BulkStore: Send + Sync {
 pub trait Store: BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static {}
 
 impl<T> Store for T where T: BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static {}
+
+/// Makes a new API token and stores its digest; the secret is returned once, here.
+pub async fn issue_token(
+    store: &dyn Store,
+    actor: &Actor,
+    name: &str,
+    role: Role,
+    domain: Option<DomainId>,
+) -> Result<(ApiToken, SecretString)> {
+    let fresh = provisor_domain::token::generate();
+    let token = store.create_token(actor, name, role, domain, &fresh.hash, &fresh.hint).await?;
+    Ok((token, fresh.secret))
+}

@@ -1,1 +1,212 @@
+//! Test helpers: `spawn_app()` runs the real server on port 0 against a fresh database of
+//! either backend, with the first operator token ready, and `TestApp` has one typed
+//! helper per common API call so tests read as what a user does.
 #![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use provisor::config::{Config, Secret};
+use provisor::startup;
+use provisor_domain::secret::SecretString;
+use provisor_store::Store;
+use provisor_store::testdb::fresh_postgres;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// The operator token the first start printed.
+    pub token: String,
+    pub store: Arc<dyn Store>,
+    pub config: Config,
+    pub data_dir: TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A configuration for a fresh installation of `backend` in a new temporary directory;
+/// `None` if that backend is not available here (see `provisor_store::testdb`).
+pub async fn fresh_config(backend: Backend) -> Option<(Config, TempDir)> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(Secret(SecretString::new(fresh_postgres().await?))),
+    };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        data_dir: dir.path().join("data"),
+        database_url,
+        ..Config::default()
+    };
+    Some((config, dir))
+}
+
+/// Starts Provisor as `provisor serve` would, on a free port.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let (config, data_dir) = fresh_config(backend).await?;
+    let store = startup::open_store(&config).await.expect("the store opens");
+    let token = startup::bootstrap_token(store.as_ref(), &config.data_dir)
+        .await
+        .expect("the first token")
+        .expect("a fresh installation issues a token");
+    let listener = tokio::net::TcpListener::bind(config.listen).await.expect("a free port");
+    let address = listener.local_addr().expect("a bound address");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(startup::run(store.clone(), listener, async move {
+        let _ = rx.await;
+    }, Duration::from_secs(5)));
+    Some(TestApp {
+        address,
+        base: format!("http://{address}"),
+        client: reqwest::Client::new(),
+        token: token.expose().to_owned(),
+        store,
+        config,
+        data_dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    })
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.text);
+        if self.text.is_empty() { Value::Null } else { self.json() }
+    }
+    /// Asserts a problem document of this status and `type` suffix; returns it.
+    #[track_caller]
+    pub fn problem(&self, status: u16, kind: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.text);
+        assert_eq!(self.headers["content-type"], "application/problem+json");
+        let p = self.json();
+        assert_eq!(p["type"], format!("urn:provisor:problem:{kind}"), "{p}");
+        assert_eq!(p["status"], status);
+        p
+    }
+}
+
+impl TestApp {
+    pub fn data_path(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// A request with `token` (or none), and an optional JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.expect("the server answers");
+        Answer { status: response.status(), headers: response.headers().clone(), text: response.text().await.expect("a body") }
+    }
+
+    /// As the operator.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, Some(&self.token), None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(&self.token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, Some(&self.token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(Method::DELETE, path, Some(&self.token), None).await
+    }
+
+    pub async fn create_domain(&self, name: &str) -> Value {
+        self.post("/api/v1/domains", json!({"name": name})).await.expect(201)
+    }
+    pub async fn create_category(&self, domain: &str, name: &str, provisioning: bool) -> Value {
+        self.post(&format!("/api/v1/domains/{domain}/categories"), json!({"name": name, "provisioning": provisioning})).await.expect(201)
+    }
+    pub async fn create_user(&self, domain: &str, username: &str) -> Value {
+        self.post(&format!("/api/v1/domains/{domain}/users"), json!({"username": username, "display_name": username.to_uppercase()}))
+            .await
+            .expect(201)
+    }
+    pub async fn create_account(&self, domain: &str, username: &str, sip_user: &str, password: &str) -> Value {
+        self.post(
+            &format!("/api/v1/domains/{domain}/users/{username}/accounts"),
+            json!({"sip_user": sip_user, "password": password, "registrar": "sip.example.com"}),
+        )
+        .await
+        .expect(201)
+    }
+    pub async fn create_device(&self, domain: &str, body: Value) -> Value {
+        self.post(&format!("/api/v1/domains/{domain}/devices"), body).await.expect(201)
+    }
+    /// A new domain-admin token for `domain`.
+    pub async fn domain_admin_token(&self, domain: &str) -> String {
+        let t = self.post("/api/v1/tokens", json!({"role": "domain-admin", "domain": domain, "name": format!("{domain} admin")})).await.expect(201);
+        t["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Stops the server as SIGTERM would and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task").expect("a clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs one async test body on both backends: `both!(name, body_fn)` defines
+/// `name::sqlite` and `name::postgres`, each calling `body_fn(app)`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                if let Some(app) = $crate::spawn_app($crate::Backend::Sqlite).await {
+                    super::$body(app).await;
+                }
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(app) = $crate::spawn_app($crate::Backend::Postgres).await {
+                    super::$body(app).await;
+                }
+            }
+        }
+    };
+}

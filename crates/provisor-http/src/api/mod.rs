@@ -1,0 +1,86 @@
+//! The admin REST API under `/api/v1`, documented by the OpenAPI 3.1 document served at
+//! `/api/v1/openapi.json`, which is generated from these handlers' annotations.
+//!
+//! Every route but the document itself needs a bearer token. Routes under
+//! `/api/v1/domains/{domain}` take an `InDomain`, so a domain admin reaches only their
+//! own domain; operator-only routes call `require_operator`.
+
+mod accounts;
+mod audit;
+mod bulk;
+mod categories;
+mod devices;
+mod domains;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Provisor admin API",
+        description = "Domains, categories, users, SIP accounts, devices, tokens, bulk import/export and the audit log. \
+                       Errors are RFC 7807 problem documents (application/problem+json) with a stable `type`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(Problem)),
+    tags(
+        (name = "domains"), (name = "categories"), (name = "users"), (name = "accounts"),
+        (name = "devices"), (name = "bulk"), (name = "tokens"), (name = "audit")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The API routes with their document.
+pub fn router() -> Router<AppState> {
+    let import = OpenApiRouter::new()
+        .routes(routes!(bulk::import))
+        .layer(DefaultBodyLimit::max(crate::MAX_IMPORT_BODY));
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(domains::list, domains::create))
+        .routes(routes!(domains::get, domains::update, domains::delete))
+        .routes(routes!(categories::list, categories::create))
+        .routes(routes!(categories::get, categories::update, categories::delete))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(accounts::list_for_user, accounts::create))
+        .routes(routes!(accounts::list))
+        .routes(routes!(accounts::get, accounts::update, accounts::delete))
+        .routes(routes!(devices::list, devices::create))
+        .routes(routes!(devices::get, devices::update, devices::delete))
+        .merge(import)
+        .routes(routes!(bulk::export))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(audit::list))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    router.route("/api/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+}
+
+/// Runs a CPU-heavy step (hashing, parsing large files) off the async executor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::from)
+}

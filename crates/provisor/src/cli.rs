@@ -1,0 +1,422 @@
+//! The command line: `serve`, `default-config`, and admin commands for scripting that
+//! work directly on the configured database (the same `--data-dir` / `--database-url`
+//! as `serve`), so a running server sees their changes at once.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use provisor_domain::model::*;
+use provisor_domain::secret::SecretString;
+use provisor_domain::{Mac, csv, password};
+use provisor_store::{PageRequest, Store, StoreError, issue_token};
+use serde::Serialize;
+
+use crate::config::{Config, DEFAULT_CONFIG, LogFormat, Overrides};
+use crate::startup;
+
+#[derive(Parser, Debug)]
+#[command(name = "provisor", version, about = "Provisioning server for SIP phones and softphones")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "PROVISOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory for the embedded database, key and first token.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print an annotated example configuration.
+    DefaultConfig,
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    #[command(subcommand)]
+    Category(CategoryCmd),
+    #[command(subcommand)]
+    User(UserCmd),
+    #[command(subcommand)]
+    Account(AccountCmd),
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Import users, SIP accounts and devices from CSV (all rows or none).
+    Import {
+        #[arg(long)]
+        domain: String,
+        file: PathBuf,
+    },
+    /// Export a domain as CSV, to FILE or standard output.
+    Export {
+        #[arg(long)]
+        domain: String,
+        file: Option<PathBuf>,
+        /// Include SIP passwords in clear.
+        #[arg(long)]
+        passwords: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Add a domain (tenant).
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List all domains.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CategoryCmd {
+    /// Add a category to a domain.
+    Add {
+        #[arg(long)]
+        domain: String,
+        category: String,
+        /// Offer it when users request a provisioning code.
+        #[arg(long)]
+        provisioning: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user to a domain.
+    Add {
+        #[arg(long)]
+        domain: String,
+        username: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Portal password (at least 8 characters).
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Give a user a SIP account.
+    Add {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        sip_user: String,
+        #[arg(long)]
+        sip_password: String,
+        #[arg(long, default_value = "")]
+        auth_user: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// HOST[:PORT]
+        #[arg(long, default_value = "")]
+        registrar: String,
+        /// Outbound proxy HOST[:PORT]
+        #[arg(long, default_value = "")]
+        proxy: String,
+        /// udp, tcp or tls
+        #[arg(long, default_value = "udp")]
+        transport: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Add a device; --line names SIP accounts in line order.
+    Add {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        mac: String,
+        #[arg(long, default_value = "")]
+        vendor: String,
+        #[arg(long, default_value = "")]
+        model: String,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long = "line")]
+        lines: Vec<String>,
+    },
+    /// Show one device, found by MAC across all domains.
+    Show {
+        #[arg(long)]
+        mac: String,
+    },
+    /// List a domain's devices.
+    List {
+        #[arg(long)]
+        domain: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create an API token and print it (once).
+    Create {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+impl Cli {
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen: match &self.command {
+                Command::Serve { listen } => *listen,
+                _ => None,
+            },
+            data_dir: self.global.data_dir.clone(),
+            database_url: self.global.database_url.clone(),
+            log_format: self.global.log_format,
+        };
+        Config::load(self.global.config.as_deref(), &overrides)
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::DefaultConfig = cli.command {
+        print!("{DEFAULT_CONFIG}");
+        return Ok(());
+    }
+    let config = cli.config()?;
+    match cli.command {
+        Command::Serve { .. } => {
+            startup::init_tracing(config.log_format, &config.log_level);
+            return startup::serve(config).await;
+        }
+        _ => startup::init_tracing(config.log_format, "warn"),
+    }
+    let store = startup::open_store(&config).await?;
+    let out = Output { json: cli.global.json };
+    let result = admin(store.as_ref(), cli.command, &out).await;
+    store.close().await;
+    result
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn show<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            println!("{}", text());
+        }
+        Ok(())
+    }
+}
+
+fn actor() -> Actor {
+    Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+}
+
+async fn domain(store: &dyn Store, name: &str) -> anyhow::Result<DomainId> {
+    match store.domain(&name.trim().to_ascii_lowercase()).await {
+        Ok(d) => Ok(d.id),
+        Err(StoreError::NotFound(_)) => bail!("there is no domain '{name}'"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn device_text(d: &Device) -> String {
+    let lines: Vec<String> = d.lines.iter().map(|l| format!("{}:{}", l.position, l.sip_user)).collect();
+    format!(
+        "{}  {} {}  state={}  category={}  user={}  lines=[{}]",
+        d.mac,
+        if d.vendor.is_empty() { "-" } else { &d.vendor },
+        if d.model.is_empty() { "-" } else { &d.model },
+        d.state,
+        d.category.as_deref().unwrap_or("-"),
+        d.user.as_deref().unwrap_or("-"),
+        lines.join(", ")
+    )
+}
+
+/// Every page of a list, for commands that print all of it.
+async fn all<T, F, Fut>(mut fetch: F, id: impl Fn(&T) -> i64) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = provisor_store::Result<provisor_store::Page<T>>>,
+{
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = fetch(PageRequest { limit: PageRequest::MAX_LIMIT, after }).await?;
+        after = page.next;
+        let _ = page.items.last().map(&id);
+        out.extend(page.items);
+        if after.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Result<()> {
+    let actor = actor();
+    match command {
+        Command::Serve { .. } | Command::DefaultConfig => unreachable!("handled before opening the store"),
+        Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || format!("{} database is up to date", store.backend())),
+        Command::Domain(DomainCmd::Add { name, description }) => {
+            let new: NewDomain = serde_json::from_value(serde_json::json!({"name": name, "description": description}))?;
+            let d = store.create_domain(&actor, &new.validate()?).await?;
+            out.show(&d, || format!("added domain {}", d.name))
+        }
+        Command::Domain(DomainCmd::List) => {
+            let domains = all(|p| store.list_domains(p), |d| d.id.0).await?;
+            out.show(&domains, || domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join("\n"))
+        }
+        Command::Category(CategoryCmd::Add { domain: dn, category, provisioning }) => {
+            let d = domain(store, &dn).await?;
+            let new = NewCategory { name: category, provisioning, settings: Default::default() }.validate()?;
+            let c = store.create_category(&actor, d, &new).await?;
+            out.show(&c, || format!("added category '{}' to {dn}{}", c.name, if c.provisioning { " (provisioning)" } else { "" }))
+        }
+        Command::User(UserCmd::Add { domain: dn, username, display_name, email, password: pw }) => {
+            let d = domain(store, &dn).await?;
+            let new = NewUser {
+                username,
+                display_name,
+                email,
+                password: pw.map(SecretString::new),
+                enabled: true,
+                settings: Default::default(),
+            }
+            .validate()?;
+            let hash = match &new.password {
+                Some(pw) => {
+                    let pw = pw.clone();
+                    Some(tokio::task::spawn_blocking(move || password::hash(&pw)).await??)
+                }
+                None => None,
+            };
+            let u = store.create_user(&actor, d, &new, hash.as_deref()).await?;
+            out.show(&u, || format!("added user {} to {dn}", u.username))
+        }
+        Command::Account(AccountCmd::Add { domain: dn, user, sip_user, sip_password, auth_user, display_name, registrar, proxy, transport }) => {
+            let d = domain(store, &dn).await?;
+            let new = NewSipAccount {
+                sip_user,
+                auth_user,
+                password: SecretString::new(sip_password),
+                display_name,
+                registrar,
+                outbound_proxy: proxy,
+                transport: transport.parse()?,
+                options: Default::default(),
+            }
+            .validate()?;
+            let a = store.create_account(&actor, d, &user, &new).await?;
+            out.show(&a, || format!("added SIP account {} (id {}) for {user}", a.sip_user, a.id))
+        }
+        Command::Device(DeviceCmd::Add { domain: dn, mac, vendor, model, category, user, lines }) => {
+            let d = domain(store, &dn).await?;
+            let new = NewDevice { mac: Mac::parse(&mac)?, vendor, model, category, user, lines, settings: Default::default() }.validate()?;
+            let dev = store.create_device(&actor, d, &new).await?;
+            out.show(&dev, || format!("added device {}", device_text(&dev)))
+        }
+        Command::Device(DeviceCmd::Show { mac }) => {
+            let mac = Mac::parse(&mac)?;
+            let d = store.device_domain(mac).await.map_err(|e| match e {
+                StoreError::NotFound(_) => anyhow::anyhow!("there is no device with MAC {mac}"),
+                e => e.into(),
+            })?;
+            let dev = store.device(d, mac).await?;
+            out.show(&dev, || device_text(&dev))
+        }
+        Command::Device(DeviceCmd::List { domain: dn }) => {
+            let d = domain(store, &dn).await?;
+            let filter = DeviceFilter::default();
+            let devices = all(|p| store.list_devices(d, &filter, p), |x| x.id).await?;
+            out.show(&devices, || devices.iter().map(device_text).collect::<Vec<_>>().join("\n"))
+        }
+        Command::Token(TokenCmd::Create { role, domain: dn, name }) => {
+            let role: Role = role.parse()?;
+            let d = match (role, dn) {
+                (Role::Operator, None) => None,
+                (Role::Operator, Some(_)) => bail!("an operator token is not limited to a domain; leave out --domain"),
+                (Role::DomainAdmin, None) => bail!("a domain-admin token needs --domain"),
+                (Role::DomainAdmin, Some(dn)) => Some(domain(store, &dn).await?),
+            };
+            let (token, secret) = issue_token(store, &actor, &name, role, d).await?;
+            out.show(&serde_json::json!({"token": secret.expose(), "id": token.id, "role": token.role, "domain": token.domain}), || {
+                secret.expose().to_owned()
+            })
+        }
+        Command::Import { domain: dn, file } => {
+            let d = domain(store, &dn).await?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let plan = match csv::parse(&bytes) {
+                Ok(plan) => plan,
+                Err(rows) => return Err(rejected(&file, &rows)),
+            };
+            match store.import(&actor, d, &plan).await {
+                Ok(s) => out.show(&s, || {
+                    format!(
+                        "imported: users {} new, {} changed; SIP accounts {} new, {} changed; devices {} new, {} changed",
+                        s.users_created, s.users_updated, s.accounts_created, s.accounts_updated, s.devices_created, s.devices_updated
+                    )
+                }),
+                Err(StoreError::Rows(rows)) => Err(rejected(&file, &rows)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Export { domain: dn, file, passwords } => {
+            let d = domain(store, &dn).await?;
+            let text = csv::write(&store.export(d, passwords).await?);
+            match file {
+                Some(f) => std::fs::write(&f, text).with_context(|| format!("cannot write {}", f.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn rejected(file: &std::path::Path, rows: &[csv::RowError]) -> anyhow::Error {
+    let lines: Vec<String> = rows.iter().map(|r| format!("{}:{}: {}", file.display(), r.line, r.reason)).collect();
+    anyhow::anyhow!("nothing was imported; {} bad rows:\n{}", rows.len(), lines.join("\n"))
+}

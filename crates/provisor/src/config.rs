@@ -1,0 +1,217 @@
+//! Configuration, layered: built-in defaults → TOML file (`--config`) → `PROVISOR_*`
+//! environment variables → command-line flags. Secrets may instead come from a file
+//! named by the matching `*_file` key (`PROVISOR_DATABASE_URL_FILE`, …), and never print.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use provisor_domain::secret::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything Provisor can be configured with. See `DEFAULT_CONFIG` for each key's meaning.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(skip_serializing)]
+    pub database_url: Option<Secret>,
+    pub database_url_file: Option<PathBuf>,
+    pub db_max_connections: u32,
+    #[serde(skip_serializing)]
+    pub encryption_key: Option<Secret>,
+    pub encryption_key_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            data_dir: PathBuf::from("provisor-data"),
+            database_url: None,
+            database_url_file: None,
+            db_max_connections: 10,
+            encryption_key: None,
+            encryption_key_file: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// A configuration secret: read like a string, printed as `[redacted]`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub SecretString);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
+/// test suite's variables) are not configuration.
+const ENV_KEYS: [&str; 10] = [
+    "listen",
+    "data_dir",
+    "database_url",
+    "database_url_file",
+    "db_max_connections",
+    "encryption_key",
+    "encryption_key_file",
+    "log_format",
+    "log_level",
+    "shutdown_grace_seconds",
+];
+
+/// Values given as command-line flags; unset flags leave lower layers alone.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads the layers in order, then resolves `*_file` secrets.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("PROVISOR_").only(&ENV_KEYS))
+            .merge(Serialized::globals(overrides));
+        let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.database_url = secret_from_file("database_url", config.database_url.take(), config.database_url_file.as_deref())?;
+        config.encryption_key = secret_from_file("encryption_key", config.encryption_key.take(), config.encryption_key_file.as_deref())?;
+        if config.db_max_connections == 0 {
+            bail!("configuration: db_max_connections must be at least 1");
+        }
+        Ok(config)
+    }
+}
+
+fn secret_from_file(key: &str, value: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("configuration: set {key} or {key}_file, not both"),
+        (value, None) => Ok(value),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("configuration: cannot read {key}_file {}", file.display()))?;
+            Ok(Some(Secret(SecretString::new(text.trim()))))
+        }
+    }
+}
+
+/// What `provisor default-config` prints: every key with its default and meaning.
+pub const DEFAULT_CONFIG: &str = r#"# Provisor configuration (TOML). Every key is optional; shown are the defaults.
+# Layers, later wins: these defaults, this file (--config), PROVISOR_<KEY> environment
+# variables (e.g. PROVISOR_DATA_DIR), then command-line flags.
+
+# Address and port of the HTTP listener (--listen).
+listen = "127.0.0.1:8080"
+
+# Where the embedded SQLite database, the encryption key and the first operator token
+# are kept (--data-dir). Created on first start with mode 0700.
+data_dir = "provisor-data"
+
+# PostgreSQL instead of the embedded SQLite (--database-url), e.g.
+# "postgres://provisor:secret@db.example.com:5432/provisor". Only postgres:// and
+# postgresql:// URLs are accepted. Or put it in a file and name the file:
+# database_url = "postgres://…"
+# database_url_file = "/run/secrets/provisor-database-url"
+
+# Largest number of database connections this node holds.
+db_max_connections = 10
+
+# The AES-256-GCM key that encrypts SIP passwords at rest: 64 hex digits or base64 of 32
+# bytes. Without it, a key is generated into <data_dir>/secret.key on first start. Nodes
+# sharing one PostgreSQL must share the key. A missing or wrong key stops the start.
+# encryption_key = "…"
+# encryption_key_file = "/run/secrets/provisor-key"
+
+# Log lines as "text" or "json" (--log-format), and the level or tracing filter.
+log_format = "text"
+log_level = "info"
+
+# After SIGTERM, how long running requests may take before Provisor exits anyway.
+shutdown_grace_seconds = 30
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_default_config_is_the_default() {
+        let from_text: Config = Figment::from(Toml::string(DEFAULT_CONFIG)).extract().unwrap();
+        assert_eq!(from_text, Config::default());
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "listen = \"127.0.0.1:9000\"\ndata_dir = \"from-file\"\nlog_level = \"debug\"\n")?;
+            jail.set_env("PROVISOR_DATA_DIR", "from-env");
+            jail.set_env("PROVISOR_LOG_FORMAT", "json");
+            jail.set_env("PROVISOR_TEST_DATABASE_URL", "ignored");
+            let flags = Overrides { data_dir: Some("from-flag".into()), ..Default::default() };
+            let c = Config::load(Some(Path::new("p.toml")), &flags).unwrap();
+            assert_eq!(c.listen.port(), 9000, "file beats default");
+            assert_eq!(c.log_level, "debug");
+            assert_eq!(c.log_format, LogFormat::Json, "env beats default");
+            assert_eq!(c.data_dir, PathBuf::from("from-flag"), "flag beats env and file");
+            let c = Config::load(Some(Path::new("p.toml")), &Overrides::default()).unwrap();
+            assert_eq!(c.data_dir, PathBuf::from("from-env"), "env beats file");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("url", "postgres://u:pw@db/x\n")?;
+            jail.set_env("PROVISOR_DATABASE_URL_FILE", "url");
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.database_url.as_ref().unwrap().0.expose(), "postgres://u:pw@db/x");
+            assert!(!format!("{c:?}").contains("pw@"), "{c:?}");
+            jail.set_env("PROVISOR_DATABASE_URL", "postgres://other");
+            let e = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("not both"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn typos_in_the_file_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            let e = Config::load(Some(Path::new("p.toml")), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("lisen"), "{e}");
+            Ok(())
+        });
+    }
+}

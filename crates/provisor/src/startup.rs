@@ -1,0 +1,217 @@
+//! From configuration to a running server: data directory, encryption key, store,
+//! first operator token, listener, graceful shutdown.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use provisor_domain::model::{Actor, Role};
+use provisor_domain::secret::{Cipher, SecretString};
+use provisor_http::AppState;
+use provisor_store::{Store, issue_token};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, LogFormat};
+
+const KEY_FILE: &str = "secret.key";
+const TOKEN_FILE: &str = "operator-token";
+const DB_FILE: &str = "provisor.db";
+const KEY_CHECK_META: &str = "key_check";
+const KEY_CHECK_TEXT: &str = "provisor encryption key check";
+const BOOTSTRAP_META: &str = "bootstrap_token_issued";
+
+pub fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Writes `contents` to a new file only its owner can read (mode 0600).
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))
+}
+
+/// Where the key comes from, so errors can say what to fix.
+enum KeySource {
+    Config,
+    File(PathBuf),
+    /// Generated now; written to this path once the database accepts it.
+    New(PathBuf, String),
+}
+
+fn load_key(config: &Config) -> anyhow::Result<(Cipher, KeySource)> {
+    if let Some(key) = &config.encryption_key {
+        let cipher = Cipher::from_text(key.0.expose()).context("configuration: encryption_key")?;
+        return Ok((cipher, KeySource::Config));
+    }
+    let path = config.data_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let cipher = Cipher::from_text(&text).with_context(|| format!("the key file {} is damaged", path.display()))?;
+            Ok((cipher, KeySource::File(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = Cipher::generate_key_text();
+            let cipher = Cipher::from_text(&text).expect("a generated key is valid");
+            Ok((cipher, KeySource::New(path, text)))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the key file {}", path.display())),
+    }
+}
+
+/// Proves the key opens what the database holds, or records it as the database's key.
+async fn check_key(store: &dyn Store, cipher: &Cipher, source: KeySource) -> anyhow::Result<()> {
+    let stored = match store.meta_get(KEY_CHECK_META).await? {
+        Some(stored) => stored,
+        None => {
+            let sealed = hex::encode(cipher.encrypt(KEY_CHECK_TEXT));
+            if store.meta_init(KEY_CHECK_META, &sealed).await? {
+                if let KeySource::New(path, text) = &source {
+                    write_private(path, &format!("{text}\n"))?;
+                    tracing::info!(path = %path.display(), "generated the encryption key for secrets at rest");
+                }
+                return Ok(());
+            }
+            store.meta_get(KEY_CHECK_META).await?.context("the key check vanished")?
+        }
+    };
+    let opens = hex::decode(&stored).ok().and_then(|b| cipher.decrypt(&b).ok()).is_some_and(|t| t.expose() == KEY_CHECK_TEXT);
+    match (opens, source) {
+        (true, KeySource::New(path, text)) => {
+            // Only possible if another node raced us with the same configured key; keep it.
+            write_private(&path, &format!("{text}\n"))
+        }
+        (true, _) => Ok(()),
+        (false, KeySource::New(path, _)) => bail!(
+            "the database holds secrets encrypted with a key that is not here: restore {} or set encryption_key / encryption_key_file",
+            path.display()
+        ),
+        (false, KeySource::File(path)) => bail!("the key in {} does not match the database's secrets (wrong key file?)", path.display()),
+        (false, KeySource::Config) => bail!("the configured encryption_key does not match the database's secrets"),
+    }
+}
+
+/// Opens the configured store (migrating it) with its encryption key checked.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    create_data_dir(&config.data_dir)?;
+    let (cipher, source) = load_key(config)?;
+    let store: Arc<dyn Store> = match &config.database_url {
+        None => {
+            let path = config.data_dir.join(DB_FILE);
+            let store = provisor_store_sqlite::open(&path, cipher.clone(), config.db_max_connections)
+                .await
+                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+            Arc::new(store)
+        }
+        Some(url) => {
+            let url = url.0.expose();
+            let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+            if scheme != "postgres" && scheme != "postgresql" {
+                bail!(
+                    "unsupported database URL scheme '{scheme}': use postgres://… for PostgreSQL, or no database_url for SQLite in the data directory"
+                );
+            }
+            let store = provisor_store_postgres::open(url, cipher.clone(), config.db_max_connections)
+                .await
+                .context("cannot open the PostgreSQL database")?;
+            Arc::new(store)
+        }
+    };
+    check_key(store.as_ref(), &cipher, source).await?;
+    Ok(store)
+}
+
+/// On the very first start of an installation: an operator token, printed once and kept in
+/// the data directory with mode 0600. Returns it so tests can use it.
+pub async fn bootstrap_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Option<SecretString>> {
+    if store.meta_get(BOOTSTRAP_META).await?.is_some() || !store.meta_init(BOOTSTRAP_META, &unix_now()).await? {
+        return Ok(None);
+    }
+    let (_, secret) = issue_token(store, &Actor::system(), "first operator token", Role::Operator, None).await?;
+    let path = data_dir.join(TOKEN_FILE);
+    write_private(&path, &format!("{}\n", secret.expose()))?;
+    println!("Operator API token (shown once; also saved to {}):\n{}", path.display(), secret.expose());
+    Ok(Some(secret))
+}
+
+fn unix_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    secs.to_string()
+}
+
+/// Serves the application on `listener` until `shutdown` completes, then lets running
+/// requests finish for up to `grace`.
+pub async fn run(store: Arc<dyn Store>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static, grace: Duration) -> anyhow::Result<()> {
+    let app = provisor_http::app(AppState::new(store.clone()));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing running requests");
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal);
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.context("the HTTP server failed")?,
+        () = deadline => tracing::warn!("requests still running after the shutdown grace period; exiting anyway"),
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// `provisor serve`.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    bootstrap_token(store.as_ref(), &config.data_dir).await?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, database = store.backend(), "Provisor is listening");
+    run(store, listener, shutdown_signal(), Duration::from_secs(config.shutdown_grace_seconds)).await
+}

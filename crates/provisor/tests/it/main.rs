@@ -1,0 +1,8 @@
+//! Black-box tests of the `provisor` binary and its HTTP API, on SQLite and PostgreSQL.
+
+mod api;
+mod bulk;
+mod cli;
+mod isolation;
+mod ops;
+mod startup;
