@@ -437,6 +437,20 @@ erin,100,,,
     }
 
     #[test]
+    fn the_documented_example_parses_as_documented() {
+        let doc = include_str!("../../../docs/import-format.md");
+        let example = doc.split("```").nth(1).expect("an example block").trim_start_matches('\n');
+        let plan = parse(example.as_bytes()).unwrap();
+        assert_eq!(plan.users.len(), 1);
+        assert_eq!(plan.accounts.len(), 2);
+        assert_eq!(plan.devices.len(), 2);
+        let d = &plan.devices[0];
+        assert_eq!((d.owner.as_deref(), d.model.as_str(), d.category.as_str()), (Some("alice"), "T54W", "Sales phones"));
+        assert_eq!(d.lines.iter().map(|l| (l.position, l.sip_user.as_str())).collect::<Vec<_>>(), [(1, "100"), (2, "101")]);
+        assert_eq!(plan.devices[1].owner, None);
+    }
+
+    #[test]
     fn header_problems() {
         assert_eq!(parse(b"user,sip_user\n").unwrap_err()[0].reason, "unknown column 'user'; the columns are username,display_name,email,sip_user,auth_user,sip_password,account_display_name,registrar,outbound_proxy,transport,mac,vendor,model,category,line");
         assert!(parse(b"sip_user\n100\n").unwrap_err()[0].reason.contains("username"));
