@@ -72,6 +72,8 @@ text_enum! {
     Role { Operator = "operator", DomainAdmin = "domain-admin" }
 }
 
+// `text_enum!` cannot derive `Default` for only some of its enums.
+#[allow(clippy::derivable_impls)]
 impl Default for Transport {
     fn default() -> Self {
         Transport::Udp

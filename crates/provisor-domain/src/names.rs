@@ -40,10 +40,9 @@ pub fn user_name(field: &str, value: &str) -> Result<String, Invalid> {
 pub fn host_port(field: &str, value: &str) -> Result<String, Invalid> {
     let v = value.trim();
     let v = check(field, v, 255, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'), "a host name or address with an optional :port")?;
-    if let Some((_, port)) = v.rsplit_once(':').filter(|_| !v.ends_with(']') && v.matches(':').count() == 1) {
-        if port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(Invalid::new(field, format!("port '{port}' is not a number from 1 to 65535")));
-        }
+    let port = v.rsplit_once(':').filter(|_| !v.ends_with(']') && v.matches(':').count() == 1).map(|(_, p)| p);
+    if let Some(port) = port.filter(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(Invalid::new(field, format!("port '{port}' is not a number from 1 to 65535")));
     }
     Ok(v.to_owned())
 }

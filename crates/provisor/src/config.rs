@@ -162,6 +162,8 @@ shutdown_grace_seconds = 30
 "#;
 
 #[cfg(test)]
+// figment's Jail returns its own large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

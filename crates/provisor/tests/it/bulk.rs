@@ -86,3 +86,18 @@ async fn export(app: TestApp) {
     let again = app.get("/api/v1/domains/y.example/export?passwords=true").await;
     assert_eq!(again.text, full.text);
 }
+
+both!(tens_of_thousands_of_rows_in_one_import, large);
+async fn large(app: TestApp) {
+    app.create_domain("big.example").await;
+    let mut csv = String::from("username,sip_user,sip_password,mac,line\n");
+    for i in 0..20_000u32 {
+        csv.push_str(&format!("u{i},{},pw{i},{:012x},1\n", 100_000 + i, 0x0015_6500_0000u64 + u64::from(i)));
+    }
+    let summary = import(&app, "big.example", &app.token, csv).await.expect(200);
+    assert_eq!(summary["devices_created"], 20_000);
+    assert_eq!(summary["accounts_created"], 20_000);
+    let dev = app.get(&format!("/api/v1/domains/big.example/devices/{:012x}", 0x0015_6500_0000u64 + 19_999)).await.expect(200);
+    assert_eq!(dev["lines"][0]["sip_user"], "119999");
+    assert_eq!(dev["user"], "u19999");
+}

@@ -23,6 +23,14 @@ async fn ops(app: TestApp) {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["Device"].is_object());
+
+    // Without its database the node is alive but not ready.
+    app.store.close().await;
+    let r = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["type"], "urn:provisor:problem:unavailable");
+    let r = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 // Every documented operation is routed (no route the document promises answers 404 route).

@@ -77,7 +77,7 @@ use sqlx::migrate::Migrator;
 fn serve_starts_with_nothing_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_provisor"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .current_dir(dir.path())
         .env_remove("PROVISOR_DATABASE_URL")
         .stdout(Stdio::piped())
@@ -90,10 +90,11 @@ fn serve_starts_with_nothing_and_stops_on_sigterm() {
     let token = lines.next().unwrap().unwrap();
     assert!(token.starts_with("pvt_"));
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Logs are JSON lines; the listening address is a field of one of them.
     let address = stderr
         .lines()
-        .map(|l| l.unwrap())
-        .find_map(|l| l.split("address=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned()))
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).expect("a JSON log line"))
+        .find_map(|v| v["fields"]["address"].as_str().map(str::to_owned))
         .expect("the listening address is logged");
     assert!(dir.path().join("provisor-data/provisor.db").exists());
     let body = std::net::TcpStream::connect(&address).and_then(|mut s| {
