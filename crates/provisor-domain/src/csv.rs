@@ -17,8 +17,11 @@
 //! means "no change".
 //!
 //! Cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
-//! or carriage return) are written with a leading `'`, and one such `'` is removed on
-//! import, so `+4930…` numbers survive a round trip through a spreadsheet.
+//! or carriage return), and cells starting with `'`, are written with a leading `'`; on
+//! import one leading `'` before such a character is removed. So `+4930…` numbers survive a
+//! spreadsheet, and every cell, passwords included, survives a round trip unchanged.
+//! Cells are not trimmed: names are checked without surrounding spaces, passwords are kept
+//! exactly as written.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -68,7 +71,10 @@ impl Row {
 }
 
 fn index(column: &str) -> usize {
-    COLUMNS.iter().position(|c| *c == column).expect("a known column")
+    COLUMNS
+        .iter()
+        .position(|c| *c == column)
+        .expect("a known column")
 }
 
 /// A problem with one line of an import.
@@ -81,7 +87,10 @@ pub struct RowError {
 
 impl RowError {
     pub fn new(line: u64, reason: impl Into<String>) -> Self {
-        Self { line, reason: reason.into() }
+        Self {
+            line,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -137,25 +146,46 @@ pub fn parse(input: &[u8]) -> Result<Plan, Vec<RowError>> {
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .trim(::csv::Trim::All)
         .from_reader(input);
-    let headers = reader.headers().map_err(|e| vec![csv_error(1, &e)])?.clone();
+    let headers = reader
+        .headers()
+        .map_err(|e| vec![csv_error(1, &e)])?
+        .clone();
     let mut map = Vec::with_capacity(headers.len());
     for h in headers.iter() {
-        let h = h.trim_start_matches('\u{feff}').to_ascii_lowercase();
+        let h = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
         match COLUMNS.iter().position(|c| *c == h) {
             Some(i) if !map.contains(&i) => map.push(i),
-            Some(_) => return Err(vec![RowError::new(1, format!("column '{h}' appears twice"))]),
-            None => return Err(vec![RowError::new(1, format!("unknown column '{h}'; the columns are {}", COLUMNS.join(",")))]),
+            Some(_) => {
+                return Err(vec![RowError::new(
+                    1,
+                    format!("column '{h}' appears twice"),
+                )]);
+            }
+            None => {
+                return Err(vec![RowError::new(
+                    1,
+                    format!(
+                        "unknown column '{h}'; the columns are {}",
+                        COLUMNS.join(",")
+                    ),
+                )]);
+            }
         }
     }
     if !map.contains(&0) {
-        return Err(vec![RowError::new(1, "the header must have a 'username' column")]);
+        return Err(vec![RowError::new(
+            1,
+            "the header must have a 'username' column",
+        )]);
     }
     let mut builder = Builder::default();
     for (n, record) in reader.records().enumerate() {
         if n >= MAX_ROWS {
-            builder.errors.push(RowError::new(n as u64 + 2, format!("an import has at most {MAX_ROWS} rows")));
+            builder.errors.push(RowError::new(
+                n as u64 + 2,
+                format!("an import has at most {MAX_ROWS} rows"),
+            ));
             break;
         }
         let record = match record {
@@ -167,23 +197,35 @@ pub fn parse(input: &[u8]) -> Result<Plan, Vec<RowError>> {
             }
         };
         let line = record.position().map_or(n as u64 + 2, |p| p.line());
-        if record.iter().all(str::is_empty) {
+        if record.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
         let mut row = Row::default();
         for (i, cell) in record.iter().enumerate() {
-            row.cells[map[i]] = unescape(cell).to_owned();
+            let cell = unescape(cell);
+            // Every column but the password is a name or short text without edge spaces.
+            row.cells[map[i]] = if COLUMNS[map[i]] == "sip_password" {
+                cell.to_owned()
+            } else {
+                cell.trim().to_owned()
+            };
         }
         if let Err(e) = builder.add(line, &row) {
             builder.errors.push(RowError::new(line, e.to_string()));
         }
     }
-    if builder.errors.is_empty() { Ok(builder.finish()) } else { Err(builder.errors) }
+    if builder.errors.is_empty() {
+        Ok(builder.finish())
+    } else {
+        Err(builder.errors)
+    }
 }
 
 fn csv_error(line: u64, e: &::csv::Error) -> RowError {
     let reason = match e.kind() {
-        ::csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("has {len} cells, the header has {expected_len}"),
+        ::csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("has {len} cells, the header has {expected_len}"),
         ::csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8".to_owned(),
         _ => "cannot be read as CSV".to_owned(),
     };
@@ -207,22 +249,38 @@ fn agree(field: &str, slot: &mut String, new: &str) -> Result<(), Invalid> {
         *slot = new.to_owned();
         Ok(())
     } else {
-        Err(Invalid::new(field, format!("'{new}' contradicts '{slot}' given on an earlier row")))
+        Err(Invalid::new(
+            field,
+            format!("'{new}' contradicts '{slot}' given on an earlier row"),
+        ))
     }
 }
 
 fn optional(v: &str, check: impl Fn(&str) -> Result<String, Invalid>) -> Result<String, Invalid> {
-    if v.is_empty() { Ok(String::new()) } else { check(v) }
+    if v.is_empty() {
+        Ok(String::new())
+    } else {
+        check(v)
+    }
 }
 
 impl Builder {
     fn add(&mut self, line: u64, row: &Row) -> Result<(), Invalid> {
         if row.get("username").is_empty() {
             if row.get("mac").is_empty() || !row.get("sip_user").is_empty() {
-                return Err(Invalid::new("username", "must not be empty (only a device row without sip_user may leave it empty)"));
+                return Err(Invalid::new(
+                    "username",
+                    "must not be empty (only a device row without sip_user may leave it empty)",
+                ));
             }
-            if ["display_name", "email"].iter().any(|c| !row.get(c).is_empty()) {
-                return Err(Invalid::new("username", "is needed when 'display_name' or 'email' is given"));
+            if ["display_name", "email"]
+                .iter()
+                .any(|c| !row.get(c).is_empty())
+            {
+                return Err(Invalid::new(
+                    "username",
+                    "is needed when 'display_name' or 'email' is given",
+                ));
             }
             return self.add_device(line, None, "", row);
         }
@@ -233,7 +291,12 @@ impl Builder {
             Entry::Occupied(e) => &mut self.plan.users[*e.get()],
             Entry::Vacant(e) => {
                 e.insert(self.plan.users.len());
-                self.plan.users.push(PlanUser { line, username: username.clone(), display_name: String::new(), email: String::new() });
+                self.plan.users.push(PlanUser {
+                    line,
+                    username: username.clone(),
+                    display_name: String::new(),
+                    email: String::new(),
+                });
                 self.plan.users.last_mut().expect("just pushed")
             }
         };
@@ -243,33 +306,67 @@ impl Builder {
         let sip_user = optional(row.get("sip_user"), |v| names::user_name("sip_user", v))?;
         if !sip_user.is_empty() {
             self.add_account(line, &username, &sip_user, row)?;
-        } else if ["auth_user", "sip_password", "account_display_name", "registrar", "outbound_proxy", "transport", "line"]
-            .iter()
-            .any(|c| !row.get(c).is_empty())
+        } else if [
+            "auth_user",
+            "sip_password",
+            "account_display_name",
+            "registrar",
+            "outbound_proxy",
+            "transport",
+            "line",
+        ]
+        .iter()
+        .any(|c| !row.get(c).is_empty())
         {
-            return Err(Invalid::new("sip_user", "is needed when other account columns or 'line' are given"));
+            return Err(Invalid::new(
+                "sip_user",
+                "is needed when other account columns or 'line' are given",
+            ));
         }
 
         if !row.get("mac").is_empty() {
             self.add_device(line, Some(&username), &sip_user, row)?;
-        } else if ["vendor", "model", "category"].iter().any(|c| !row.get(c).is_empty()) {
-            return Err(Invalid::new("mac", "is needed when 'vendor', 'model' or 'category' is given"));
+        } else if ["vendor", "model", "category"]
+            .iter()
+            .any(|c| !row.get(c).is_empty())
+        {
+            return Err(Invalid::new(
+                "mac",
+                "is needed when 'vendor', 'model' or 'category' is given",
+            ));
         }
         Ok(())
     }
 
-    fn add_account(&mut self, line: u64, username: &str, sip_user: &str, row: &Row) -> Result<(), Invalid> {
+    fn add_account(
+        &mut self,
+        line: u64,
+        username: &str,
+        sip_user: &str,
+        row: &Row,
+    ) -> Result<(), Invalid> {
         let auth_user = optional(row.get("auth_user"), |v| names::user_name("auth_user", v))?;
-        let display_name = names::text("account_display_name", row.get("account_display_name"), 200)?;
+        let display_name =
+            names::text("account_display_name", row.get("account_display_name"), 200)?;
         let registrar = optional(row.get("registrar"), |v| names::host_port("registrar", v))?;
-        let outbound_proxy = optional(row.get("outbound_proxy"), |v| names::host_port("outbound_proxy", v))?;
+        let outbound_proxy = optional(row.get("outbound_proxy"), |v| {
+            names::host_port("outbound_proxy", v)
+        })?;
         let transport = match row.get("transport") {
             "" => None,
-            t => Some(t.parse::<Transport>().map_err(|e| Invalid::new("transport", e.reason))?),
+            t => Some(
+                t.parse::<Transport>()
+                    .map_err(|e| Invalid::new("transport", e.reason))?,
+            ),
         };
         let password = match row.get("sip_password") {
             "" => None,
-            p if p.chars().count() > 256 => return Err(Invalid::new("sip_password", "must be at most 256 characters")),
+            p if p.chars().count() > 256 => {
+                return Err(Invalid::new(
+                    "sip_password",
+                    "must be at most 256 characters",
+                ));
+            }
             p => Some(SecretString::new(p)),
         };
         let account = match self.accounts.entry(sip_user.to_owned()) {
@@ -291,33 +388,70 @@ impl Builder {
             }
         };
         if account.username != username {
-            return Err(Invalid::new("sip_user", format!("'{sip_user}' is given to user '{}' on line {}", account.username, account.line)));
+            return Err(Invalid::new(
+                "sip_user",
+                format!(
+                    "'{sip_user}' is given to user '{}' on line {}",
+                    account.username, account.line
+                ),
+            ));
         }
         agree("auth_user", &mut account.auth_user, &auth_user)?;
-        agree("account_display_name", &mut account.display_name, &display_name)?;
+        agree(
+            "account_display_name",
+            &mut account.display_name,
+            &display_name,
+        )?;
         agree("registrar", &mut account.registrar, &registrar)?;
-        agree("outbound_proxy", &mut account.outbound_proxy, &outbound_proxy)?;
+        agree(
+            "outbound_proxy",
+            &mut account.outbound_proxy,
+            &outbound_proxy,
+        )?;
         match (&account.transport, transport) {
-            (Some(a), Some(b)) if *a != b => return Err(Invalid::new("transport", format!("'{b}' contradicts '{a}' given on an earlier row"))),
+            (Some(a), Some(b)) if *a != b => {
+                return Err(Invalid::new(
+                    "transport",
+                    format!("'{b}' contradicts '{a}' given on an earlier row"),
+                ));
+            }
             (None, Some(b)) => account.transport = Some(b),
             _ => {}
         }
         match (&account.password, password) {
-            (Some(a), Some(b)) if a != &b => return Err(Invalid::new("sip_password", "contradicts the password given on an earlier row")),
+            (Some(a), Some(b)) if a != &b => {
+                return Err(Invalid::new(
+                    "sip_password",
+                    "contradicts the password given on an earlier row",
+                ));
+            }
             (None, Some(b)) => account.password = Some(b),
             _ => {}
         }
         Ok(())
     }
 
-    fn add_device(&mut self, line: u64, username: Option<&str>, sip_user: &str, row: &Row) -> Result<(), Invalid> {
+    fn add_device(
+        &mut self,
+        line: u64,
+        username: Option<&str>,
+        sip_user: &str,
+        row: &Row,
+    ) -> Result<(), Invalid> {
         let mac = Mac::parse(row.get("mac"))?;
         let vendor = names::text("vendor", row.get("vendor"), 100)?.to_ascii_lowercase();
         let model = names::text("model", row.get("model"), 100)?;
         let category = optional(row.get("category"), names::category_name)?;
         let position = match row.get("line") {
             "" => None,
-            p => Some(p.parse::<u32>().ok().filter(|p| (1..=512).contains(p)).ok_or_else(|| Invalid::new("line", format!("'{p}' is not a line number from 1 to 512")))?),
+            p => Some(
+                p.parse::<u32>()
+                    .ok()
+                    .filter(|p| (1..=512).contains(p))
+                    .ok_or_else(|| {
+                        Invalid::new("line", format!("'{p}' is not a line number from 1 to 512"))
+                    })?,
+            ),
         };
         let device = match self.devices.entry(mac) {
             Entry::Occupied(e) => &mut self.plan.devices[*e.get()],
@@ -341,17 +475,31 @@ impl Builder {
         if sip_user.is_empty() {
             return Ok(());
         }
-        let position = position.unwrap_or_else(|| device.lines.iter().map(|l| l.position).max().unwrap_or(0) + 1);
+        let position = position
+            .unwrap_or_else(|| device.lines.iter().map(|l| l.position).max().unwrap_or(0) + 1);
         if let Some(other) = device.lines.iter().find(|l| l.position == position) {
-            return Err(Invalid::new("line", format!("line {position} of {mac} is already given to '{}' on line {}", other.sip_user, other.line)));
+            return Err(Invalid::new(
+                "line",
+                format!(
+                    "line {position} of {mac} is already given to '{}' on line {}",
+                    other.sip_user, other.line
+                ),
+            ));
         }
         if let Some(other) = device.lines.iter().find(|l| l.sip_user == sip_user) {
-            return Err(Invalid::new("sip_user", format!("'{sip_user}' is already line {} of {mac}", other.position)));
+            return Err(Invalid::new(
+                "sip_user",
+                format!("'{sip_user}' is already line {} of {mac}", other.position),
+            ));
         }
         if device.lines.len() >= 512 {
             return Err(Invalid::new("line", "a device has at most 512 lines"));
         }
-        device.lines.push(PlanLine { line, position, sip_user: sip_user.to_owned() });
+        device.lines.push(PlanLine {
+            line,
+            position,
+            sip_user: sip_user.to_owned(),
+        });
         Ok(())
     }
 
@@ -364,7 +512,7 @@ impl Builder {
 }
 
 fn needs_escape(cell: &str) -> bool {
-    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r', '\''])
 }
 
 fn unescape(cell: &str) -> &str {
@@ -377,12 +525,20 @@ fn unescape(cell: &str) -> &str {
 /// Writes rows in the import format, header first, with formula-looking cells escaped.
 pub fn write(rows: &[Row]) -> String {
     let mut w = ::csv::WriterBuilder::new().from_writer(Vec::new());
-    w.write_record(COLUMNS).expect("writing to memory cannot fail");
+    w.write_record(COLUMNS)
+        .expect("writing to memory cannot fail");
     for row in rows {
-        w.write_record(row.cells.iter().map(|c| if needs_escape(c) { format!("'{c}") } else { c.clone() }))
-            .expect("writing to memory cannot fail");
+        w.write_record(row.cells.iter().map(|c| {
+            if needs_escape(c) {
+                format!("'{c}")
+            } else {
+                c.clone()
+            }
+        }))
+        .expect("writing to memory cannot fail");
     }
-    String::from_utf8(w.into_inner().expect("writing to memory cannot fail")).expect("cells are strings")
+    String::from_utf8(w.into_inner().expect("writing to memory cannot fail"))
+        .expect("cells are strings")
 }
 
 #[cfg(test)]
@@ -405,7 +561,11 @@ bob,Bob,,+4930123,pw,,,,,,
         let d = &plan.devices[0];
         assert_eq!(d.owner.as_deref(), Some("alice"));
         assert_eq!(d.model, "T54W");
-        let lines: Vec<_> = d.lines.iter().map(|l| (l.position, l.sip_user.as_str())).collect();
+        let lines: Vec<_> = d
+            .lines
+            .iter()
+            .map(|l| (l.position, l.sip_user.as_str()))
+            .collect();
         assert_eq!(lines, [(1, "100"), (2, "101")]);
     }
 
@@ -423,7 +583,11 @@ erin,100,,,
         let lines: Vec<u64> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, [2, 3, 4, 5, 7], "{errs:#?}");
         assert!(errs[0].reason.starts_with("mac:"), "{}", errs[0].reason);
-        assert!(errs[4].reason.contains("given to user 'alice'"), "{}", errs[4].reason);
+        assert!(
+            errs[4].reason.contains("given to user 'alice'"),
+            "{}",
+            errs[4].reason
+        );
     }
 
     #[test]
@@ -439,21 +603,41 @@ erin,100,,,
     #[test]
     fn the_documented_example_parses_as_documented() {
         let doc = include_str!("../../../docs/import-format.md");
-        let example = doc.split("```").nth(1).expect("an example block").trim_start_matches('\n');
+        let example = doc
+            .split("```")
+            .nth(1)
+            .expect("an example block")
+            .trim_start_matches('\n');
         let plan = parse(example.as_bytes()).unwrap();
         assert_eq!(plan.users.len(), 1);
         assert_eq!(plan.accounts.len(), 2);
         assert_eq!(plan.devices.len(), 2);
         let d = &plan.devices[0];
-        assert_eq!((d.owner.as_deref(), d.model.as_str(), d.category.as_str()), (Some("alice"), "T54W", "Sales phones"));
-        assert_eq!(d.lines.iter().map(|l| (l.position, l.sip_user.as_str())).collect::<Vec<_>>(), [(1, "100"), (2, "101")]);
+        assert_eq!(
+            (d.owner.as_deref(), d.model.as_str(), d.category.as_str()),
+            (Some("alice"), "T54W", "Sales phones")
+        );
+        assert_eq!(
+            d.lines
+                .iter()
+                .map(|l| (l.position, l.sip_user.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "100"), (2, "101")]
+        );
         assert_eq!(plan.devices[1].owner, None);
     }
 
     #[test]
     fn header_problems() {
-        assert_eq!(parse(b"user,sip_user\n").unwrap_err()[0].reason, "unknown column 'user'; the columns are username,display_name,email,sip_user,auth_user,sip_password,account_display_name,registrar,outbound_proxy,transport,mac,vendor,model,category,line");
-        assert!(parse(b"sip_user\n100\n").unwrap_err()[0].reason.contains("username"));
+        assert_eq!(
+            parse(b"user,sip_user\n").unwrap_err()[0].reason,
+            "unknown column 'user'; the columns are username,display_name,email,sip_user,auth_user,sip_password,account_display_name,registrar,outbound_proxy,transport,mac,vendor,model,category,line"
+        );
+        assert!(
+            parse(b"sip_user\n100\n").unwrap_err()[0]
+                .reason
+                .contains("username")
+        );
         assert!(parse(b"username,username\n").is_err());
         let ragged = parse(b"username,sip_user\nalice\n").unwrap_err();
         assert_eq!(ragged[0].line, 2);
@@ -463,8 +647,15 @@ erin,100,,,
     fn contradictions_are_errors() {
         let e = parse(b"username,display_name\nalice,A\nalice,B\n").unwrap_err();
         assert_eq!(e[0].line, 3);
-        let e = parse(b"username,sip_user,mac,line\nalice,100,001565aabbcc,1\nalice,101,001565aabbcc,1\n").unwrap_err();
-        assert!(e[0].reason.contains("line 1 of 001565aabbcc"), "{}", e[0].reason);
+        let e = parse(
+            b"username,sip_user,mac,line\nalice,100,001565aabbcc,1\nalice,101,001565aabbcc,1\n",
+        )
+        .unwrap_err();
+        assert!(
+            e[0].reason.contains("line 1 of 001565aabbcc"),
+            "{}",
+            e[0].reason
+        );
     }
 
     #[test]
@@ -473,13 +664,26 @@ erin,100,,,
         row.set("username", "bob");
         row.set("sip_user", "+4930123");
         row.set("account_display_name", "=HYPERLINK(\"x\")");
-        row.set("sip_password", "p,w\"x");
-        let text = write(&[row]);
+        row.set("sip_password", " p,w\"x ");
+        let mut quoted = Row::default();
+        quoted.set("username", "carol");
+        quoted.set("sip_user", "300");
+        quoted.set("sip_password", "'=x");
+        let text = write(&[row, quoted]);
         assert!(text.contains("'+4930123"));
         assert!(text.contains("'=HYPERLINK"));
         let plan = parse(text.as_bytes()).unwrap();
         assert_eq!(plan.accounts[0].sip_user, "+4930123");
         assert_eq!(plan.accounts[0].display_name, "=HYPERLINK(\"x\")");
-        assert_eq!(plan.accounts[0].password.as_ref().unwrap().expose(), "p,w\"x");
+        assert_eq!(
+            plan.accounts[0].password.as_ref().unwrap().expose(),
+            " p,w\"x ",
+            "passwords keep their spaces"
+        );
+        assert_eq!(
+            plan.accounts[1].password.as_ref().unwrap().expose(),
+            "'=x",
+            "a leading quote survives"
+        );
     }
 }

@@ -146,6 +146,9 @@ mod tests {
 
     #[test]
     fn upper_case_form() {
-        assert_eq!(Mac::parse("001565aabbcc").unwrap().to_upper(), "001565AABBCC");
+        assert_eq!(
+            Mac::parse("001565aabbcc").unwrap().to_upper(),
+            "001565AABBCC"
+        );
     }
 }

@@ -225,11 +225,20 @@ fn opt_text(field: &str, v: &Option<String>, max: usize) -> Result<Option<String
 }
 
 fn opt_host(field: &str, v: &Option<String>) -> Result<Option<String>, Invalid> {
-    v.as_deref().map(|s| if s.trim().is_empty() { Ok(String::new()) } else { names::host_port(field, s) }).transpose()
+    v.as_deref()
+        .map(|s| {
+            if s.trim().is_empty() {
+                Ok(String::new())
+            } else {
+                names::host_port(field, s)
+            }
+        })
+        .transpose()
 }
 
 fn opt_settings(v: Option<Settings>) -> Result<Option<Settings>, Invalid> {
-    v.map(|m| settings::layer(serde_json::Value::Object(m))).transpose()
+    v.map(|m| settings::layer(serde_json::Value::Object(m)))
+        .transpose()
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -332,7 +341,11 @@ fn yes() -> bool {
 }
 
 fn email_or_empty(v: &str) -> Result<String, Invalid> {
-    if v.trim().is_empty() { Ok(String::new()) } else { names::email(v) }
+    if v.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        names::email(v)
+    }
 }
 
 impl NewUser {
@@ -397,7 +410,10 @@ fn sip_password(p: &SecretString) -> Result<(), Invalid> {
         return Err(Invalid::new("password", "must not be empty"));
     }
     if pw.chars().count() > 256 || pw.chars().any(char::is_control) {
-        return Err(Invalid::new("password", "must be at most 256 characters without control characters"));
+        return Err(Invalid::new(
+            "password",
+            "must be at most 256 characters without control characters",
+        ));
     }
     Ok(())
 }
@@ -407,11 +423,16 @@ impl NewSipAccount {
         sip_password(&self.password)?;
         Ok(Self {
             sip_user: names::user_name("sip_user", &self.sip_user)?,
-            auth_user: if self.auth_user.trim().is_empty() { String::new() } else { names::user_name("auth_user", &self.auth_user)? },
+            auth_user: if self.auth_user.trim().is_empty() {
+                String::new()
+            } else {
+                names::user_name("auth_user", &self.auth_user)?
+            },
             password: self.password,
             display_name: names::text("display_name", &self.display_name, 200)?,
             registrar: opt_host("registrar", &Some(self.registrar))?.unwrap_or_default(),
-            outbound_proxy: opt_host("outbound_proxy", &Some(self.outbound_proxy))?.unwrap_or_default(),
+            outbound_proxy: opt_host("outbound_proxy", &Some(self.outbound_proxy))?
+                .unwrap_or_default(),
             transport: self.transport,
             options: settings::layer(self.options.into())?,
         })
@@ -438,11 +459,21 @@ impl SipAccountPatch {
             sip_password(p)?;
         }
         Ok(Self {
-            sip_user: self.sip_user.as_deref().map(|s| names::user_name("sip_user", s)).transpose()?,
+            sip_user: self
+                .sip_user
+                .as_deref()
+                .map(|s| names::user_name("sip_user", s))
+                .transpose()?,
             auth_user: self
                 .auth_user
                 .as_deref()
-                .map(|s| if s.trim().is_empty() { Ok(String::new()) } else { names::user_name("auth_user", s) })
+                .map(|s| {
+                    if s.trim().is_empty() {
+                        Ok(String::new())
+                    } else {
+                        names::user_name("auth_user", s)
+                    }
+                })
                 .transpose()?,
             password: self.password,
             display_name: opt_text("display_name", &self.display_name, 200)?,
@@ -490,8 +521,16 @@ impl NewDevice {
             mac: self.mac,
             vendor: model_text("vendor", &self.vendor)?.to_ascii_lowercase(),
             model: model_text("model", &self.model)?,
-            category: self.category.as_deref().map(names::category_name).transpose()?,
-            user: self.user.as_deref().map(|u| names::user_name("user", u)).transpose()?,
+            category: self
+                .category
+                .as_deref()
+                .map(names::category_name)
+                .transpose()?,
+            user: self
+                .user
+                .as_deref()
+                .map(|u| names::user_name("user", u))
+                .transpose()?,
             lines: lines(&self.lines)?,
             settings: settings::layer(self.settings.into())?,
         })
@@ -521,10 +560,28 @@ pub struct DevicePatch {
 impl DevicePatch {
     pub fn validate(self) -> Result<Self, Invalid> {
         Ok(Self {
-            vendor: self.vendor.as_deref().map(|v| model_text("vendor", v).map(|v| v.to_ascii_lowercase())).transpose()?,
-            model: self.model.as_deref().map(|v| model_text("model", v)).transpose()?,
-            category: self.category.map(|c| c.as_deref().map(names::category_name).transpose()).transpose()?,
-            user: self.user.map(|u| u.as_deref().map(|u| names::user_name("user", u)).transpose()).transpose()?,
+            vendor: self
+                .vendor
+                .as_deref()
+                .map(|v| model_text("vendor", v).map(|v| v.to_ascii_lowercase()))
+                .transpose()?,
+            model: self
+                .model
+                .as_deref()
+                .map(|v| model_text("model", v))
+                .transpose()?,
+            category: self
+                .category
+                .map(|c| c.as_deref().map(names::category_name).transpose())
+                .transpose()?,
+            user: self
+                .user
+                .map(|u| {
+                    u.as_deref()
+                        .map(|u| names::user_name("user", u))
+                        .transpose()
+                })
+                .transpose()?,
             lines: self.lines.as_deref().map(lines).transpose()?,
             state: self.state,
             settings: opt_settings(self.settings)?,
@@ -572,9 +629,13 @@ mod tests {
 
     #[test]
     fn account_validation_names_the_field() {
-        let a: NewSipAccount = serde_json::from_value(json!({"sip_user": "100", "password": "pw", "registrar": "sip.x:70000"})).unwrap();
+        let a: NewSipAccount = serde_json::from_value(
+            json!({"sip_user": "100", "password": "pw", "registrar": "sip.x:70000"}),
+        )
+        .unwrap();
         assert_eq!(a.validate().unwrap_err().field, "registrar");
-        let a: NewSipAccount = serde_json::from_value(json!({"sip_user": "100", "password": ""})).unwrap();
+        let a: NewSipAccount =
+            serde_json::from_value(json!({"sip_user": "100", "password": ""})).unwrap();
         assert_eq!(a.validate().unwrap_err().field, "password");
     }
 }

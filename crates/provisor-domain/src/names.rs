@@ -3,15 +3,27 @@
 
 use crate::Invalid;
 
-fn check(field: &str, value: &str, max: usize, allowed: impl Fn(char) -> bool, what: &str) -> Result<String, Invalid> {
+fn check(
+    field: &str,
+    value: &str,
+    max: usize,
+    allowed: impl Fn(char) -> bool,
+    what: &str,
+) -> Result<String, Invalid> {
     if value.is_empty() {
         return Err(Invalid::new(field, "must not be empty"));
     }
     if value.chars().count() > max {
-        return Err(Invalid::new(field, format!("must be at most {max} characters")));
+        return Err(Invalid::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if let Some(c) = value.chars().find(|c| !allowed(*c)) {
-        return Err(Invalid::new(field, format!("must not contain {c:?}; allowed are {what}")));
+        return Err(Invalid::new(
+            field,
+            format!("must not contain {c:?}; allowed are {what}"),
+        ));
     }
     Ok(value.to_owned())
 }
@@ -19,30 +31,63 @@ fn check(field: &str, value: &str, max: usize, allowed: impl Fn(char) -> bool, w
 /// A domain (tenant) name: lowercase letters, digits, `.`, `-` and `_`, like a DNS name.
 pub fn domain_name(value: &str) -> Result<String, Invalid> {
     let v = value.trim().to_ascii_lowercase();
-    let v = check("domain", &v, 253, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'), "letters, digits, '.', '-' and '_'")?;
+    let v = check(
+        "domain",
+        &v,
+        253,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'),
+        "letters, digits, '.', '-' and '_'",
+    )?;
     if v.starts_with(['.', '-']) || v.ends_with(['.', '-']) {
-        return Err(Invalid::new("domain", "must not start or end with '.' or '-'"));
+        return Err(Invalid::new(
+            "domain",
+            "must not start or end with '.' or '-'",
+        ));
     }
     Ok(v)
 }
 
 /// A category name: any printable text without control characters or `/`.
 pub fn category_name(value: &str) -> Result<String, Invalid> {
-    check("category", value.trim(), 64, |c| !c.is_control() && c != '/', "printable characters except '/'")
+    check(
+        "category",
+        value.trim(),
+        64,
+        |c| !c.is_control() && c != '/',
+        "printable characters except '/'",
+    )
 }
 
 /// A user name or SIP user part: letters, digits and `. _ - + @ *` (no spaces).
 pub fn user_name(field: &str, value: &str) -> Result<String, Invalid> {
-    check(field, value.trim(), 128, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '*' | '#'), "letters, digits and . _ - + @ * #")
+    check(
+        field,
+        value.trim(),
+        128,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '*' | '#'),
+        "letters, digits and . _ - + @ * #",
+    )
 }
 
 /// A host with an optional port (`sip.example.com`, `10.0.0.1:5060`, `[2001:db8::1]:5061`).
 pub fn host_port(field: &str, value: &str) -> Result<String, Invalid> {
     let v = value.trim();
-    let v = check(field, v, 255, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'), "a host name or address with an optional :port")?;
-    let port = v.rsplit_once(':').filter(|_| !v.ends_with(']') && v.matches(':').count() == 1).map(|(_, p)| p);
+    let v = check(
+        field,
+        v,
+        255,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'),
+        "a host name or address with an optional :port",
+    )?;
+    let port = v
+        .rsplit_once(':')
+        .filter(|_| !v.ends_with(']') && v.matches(':').count() == 1)
+        .map(|(_, p)| p);
     if let Some(port) = port.filter(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-        return Err(Invalid::new(field, format!("port '{port}' is not a number from 1 to 65535")));
+        return Err(Invalid::new(
+            field,
+            format!("port '{port}' is not a number from 1 to 65535"),
+        ));
     }
     Ok(v.to_owned())
 }
@@ -50,7 +95,10 @@ pub fn host_port(field: &str, value: &str) -> Result<String, Invalid> {
 /// Free text such as a display name: no control characters, bounded length.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
     if value.chars().count() > max {
-        return Err(Invalid::new(field, format!("must be at most {max} characters")));
+        return Err(Invalid::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(Invalid::new(field, "must not contain control characters"));
@@ -62,8 +110,18 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, Invalid> {
 pub fn email(value: &str) -> Result<String, Invalid> {
     let v = text("email", value, 254)?;
     match v.split_once('@') {
-        Some((l, r)) if !l.is_empty() && !r.is_empty() && !r.contains('@') && !v.contains(char::is_whitespace) => Ok(v),
-        _ => Err(Invalid::new("email", format!("'{v}' is not an e-mail address"))),
+        Some((l, r))
+            if !l.is_empty()
+                && !r.is_empty()
+                && !r.contains('@')
+                && !v.contains(char::is_whitespace) =>
+        {
+            Ok(v)
+        }
+        _ => Err(Invalid::new(
+            "email",
+            format!("'{v}' is not an e-mail address"),
+        )),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Portal passwords, hashed with argon2id in PHC string form.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 
 use crate::Invalid;
 use crate::secret::SecretString;
@@ -13,7 +15,10 @@ pub const MIN_LEN: usize = 8;
 pub fn hash(password: &SecretString) -> Result<String, Invalid> {
     let len = password.expose().chars().count();
     if len < MIN_LEN {
-        return Err(Invalid::new("password", format!("must be at least {MIN_LEN} characters")));
+        return Err(Invalid::new(
+            "password",
+            format!("must be at least {MIN_LEN} characters"),
+        ));
     }
     if len > 1024 {
         return Err(Invalid::new("password", "must be at most 1024 characters"));
@@ -50,6 +55,9 @@ mod tests {
 
     #[test]
     fn short_passwords_are_refused() {
-        assert_eq!(hash(&SecretString::new("short")).unwrap_err().field, "password");
+        assert_eq!(
+            hash(&SecretString::new("short")).unwrap_err().field,
+            "password"
+        );
     }
 }

@@ -20,7 +20,9 @@ pub struct Cipher {
 pub enum CipherError {
     #[error("the encryption key must be 32 bytes, written as 64 hex digits or in base64")]
     BadKey,
-    #[error("a stored secret could not be decrypted: the encryption key does not match, or the value is damaged")]
+    #[error(
+        "a stored secret could not be decrypted: the encryption key does not match, or the value is damaged"
+    )]
     Undecryptable,
 }
 
@@ -37,7 +39,11 @@ impl Cipher {
         let bytes = hex::decode(text)
             .ok()
             .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
-            .or_else(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok())
+            .or_else(|| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(text)
+                    .ok()
+            })
             .ok_or(CipherError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| CipherError::BadKey)?;
         Ok(Self::from_bytes(&key))
@@ -148,7 +154,9 @@ mod tests {
     fn key_text_forms() {
         let hex_key = "00".repeat(32);
         assert!(Cipher::from_text(&hex_key).is_ok());
-        assert!(Cipher::from_text(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).is_ok());
+        assert!(
+            Cipher::from_text(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).is_ok()
+        );
         assert_eq!(Cipher::from_text("abcd").unwrap_err(), CipherError::BadKey);
     }
 

@@ -17,9 +17,31 @@ pub fn layer(value: Value) -> Result<Settings, Invalid> {
         return Err(Invalid::new("settings", "must be a JSON object"));
     };
     if serde_json::to_vec(&map).map_or(0, |v| v.len()) > MAX_LAYER_BYTES {
-        return Err(Invalid::new("settings", format!("must be at most {MAX_LAYER_BYTES} bytes")));
+        return Err(Invalid::new(
+            "settings",
+            format!("must be at most {MAX_LAYER_BYTES} bytes"),
+        ));
+    }
+    if has_nul(&map) {
+        return Err(Invalid::new(
+            "settings",
+            "must not contain the NUL character",
+        ));
     }
     Ok(map)
+}
+
+/// NUL cannot be stored by every backend (PostgreSQL's JSONB refuses it).
+fn has_nul(map: &Settings) -> bool {
+    fn value(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(value),
+            Value::Object(o) => has_nul(o),
+            _ => false,
+        }
+    }
+    map.iter().any(|(k, v)| k.contains('\0') || value(v))
 }
 
 /// Puts `overlay` on top of `base`.
@@ -57,7 +79,9 @@ mod tests {
 
     #[test]
     fn later_layers_win_objects_merge_null_removes() {
-        let domain = obj(json!({"ntp": "pool.ntp.org", "codecs": {"g722": true, "pcmu": true}, "lang": "en"}));
+        let domain = obj(
+            json!({"ntp": "pool.ntp.org", "codecs": {"g722": true, "pcmu": true}, "lang": "en"}),
+        );
         let category = obj(json!({"codecs": {"pcmu": false}, "lang": null}));
         let device = obj(json!({"ntp": "10.0.0.1"}));
         let merged = merge([&domain, &category, &device]);
@@ -72,5 +96,7 @@ mod tests {
         assert!(layer(json!([1, 2])).is_err());
         assert!(layer(json!("x")).is_err());
         assert!(layer(json!({"big": "x".repeat(MAX_LAYER_BYTES)})).is_err());
+        assert!(layer(json!({"a": [{"b": "x\u{0}"}]})).is_err());
+        assert!(layer(json!({"k\u{0}": 1})).is_err());
     }
 }

@@ -19,7 +19,10 @@ pub struct NewToken {
 pub fn generate() -> NewToken {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     NewToken {
         hash: digest(&secret),
         hint: secret[..PREFIX.len() + 6].to_owned(),

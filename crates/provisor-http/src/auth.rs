@@ -47,9 +47,17 @@ impl FromRequestParts<AppState> for Principal {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
             .ok_or(ApiError::Unauthorized)?;
-        let grant = state.store.token_by_hash(&token::digest(presented)).await?.ok_or(ApiError::Unauthorized)?;
+        let grant = state
+            .store
+            .token_by_hash(&token::digest(presented))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         let principal = Principal {
-            actor: Actor(format!("token:{} {}", grant.token.id, grant.token.name).trim_end().to_owned()),
+            actor: Actor(
+                format!("token:{} {}", grant.token.id, grant.token.name)
+                    .trim_end()
+                    .to_owned(),
+            ),
             role: grant.token.role,
             domain: grant.domain,
         };
@@ -85,7 +93,9 @@ impl FromRequestParts<AppState> for InDomain {
             .iter()
             .find(|(k, _)| *k == "domain")
             .map(|(_, v)| v.to_ascii_lowercase())
-            .ok_or_else(|| ApiError::Internal("InDomain used on a route without {domain}".into()))?;
+            .ok_or_else(|| {
+                ApiError::Internal("InDomain used on a route without {domain}".into())
+            })?;
         let domain = state.store.domain(&name).await?;
         if principal.domain.is_some_and(|own| own != domain.id) {
             return Err(ApiError::NotFound("domain"));

@@ -57,17 +57,57 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
-            Invalid(_) => (StatusCode::BAD_REQUEST, "invalid-field", "A field has an invalid value"),
-            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "The request cannot be read"),
+            Invalid(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-field",
+                "A field has an invalid value",
+            ),
+            BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "The request cannot be read",
+            ),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict with existing data"),
-            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
-            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not allowed for this token"),
-            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
-            UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported content type"),
-            ImportRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "import-rejected", "The import was rejected"),
-            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
+            Conflict(_) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict with existing data",
+            ),
+            Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+            ),
+            Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed for this token",
+            ),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported content type",
+            ),
+            ImportRejected(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "import-rejected",
+                "The import was rejected",
+            ),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
         }
     }
 
@@ -102,9 +142,15 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"provisor\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"provisor\""),
+            );
         }
         response
     }
@@ -131,9 +177,9 @@ impl From<StoreError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::UnsupportedMediaType("send the body as JSON with Content-Type: application/json".into())
-            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json".into(),
+            ),
             r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             r => ApiError::BadRequest(r.body_text()),
         }

@@ -37,7 +37,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, metrics: Arc::new(Metrics::default()) }
+        Self {
+            store,
+            metrics: Arc::new(Metrics::default()),
+        }
     }
 }
 

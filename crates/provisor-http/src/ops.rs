@@ -23,12 +23,17 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
         tracing::warn!(error = %e, "readiness check: database not reachable");
         ApiError::Unavailable
     })?;
-    Ok(axum::Json(json!({"status": "ready", "database": state.store.backend()})))
+    Ok(axum::Json(
+        json!({"status": "ready", "database": state.store.backend()}),
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(state.store.pool_stats()),
     )
 }

@@ -1,5 +1,7 @@
 -- Foundation schema. Keep in lockstep with provisor-store-postgres/migrations (same file names).
 -- Timestamps are milliseconds since the Unix epoch (BIGINT) on both backends.
+-- AUTOINCREMENT: ids are never handed out again after a delete (audit entries and
+-- tokens refer to them), as PostgreSQL identities never are.
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -7,7 +9,7 @@ CREATE TABLE meta (
 );
 
 CREATE TABLE domains (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT NOT NULL UNIQUE,
     description TEXT NOT NULL DEFAULT '',
     settings    TEXT NOT NULL DEFAULT '{}',
@@ -16,7 +18,7 @@ CREATE TABLE domains (
 );
 
 CREATE TABLE categories (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     domain_id    BIGINT NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
     name         TEXT NOT NULL,
     provisioning BOOLEAN NOT NULL DEFAULT FALSE,
@@ -27,7 +29,7 @@ CREATE TABLE categories (
 );
 
 CREATE TABLE users (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     domain_id     BIGINT NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
     username      TEXT NOT NULL,
     display_name  TEXT NOT NULL DEFAULT '',
@@ -41,7 +43,7 @@ CREATE TABLE users (
 );
 
 CREATE TABLE sip_accounts (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
     domain_id      BIGINT NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
     user_id        BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     sip_user       TEXT NOT NULL,
@@ -59,7 +61,7 @@ CREATE TABLE sip_accounts (
 CREATE INDEX sip_accounts_user ON sip_accounts (user_id);
 
 CREATE TABLE devices (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     domain_id     BIGINT NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
     mac           TEXT NOT NULL UNIQUE,
     vendor        TEXT NOT NULL DEFAULT '',
@@ -90,7 +92,7 @@ CREATE TABLE device_lines (
 CREATE INDEX device_lines_account ON device_lines (account_id);
 
 CREATE TABLE api_tokens (
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     name       TEXT NOT NULL DEFAULT '',
     role       TEXT NOT NULL CHECK (role IN ('operator', 'domain-admin')),
     domain_id  BIGINT REFERENCES domains(id) ON DELETE CASCADE,
@@ -103,7 +105,7 @@ CREATE TABLE api_tokens (
 
 -- The audit log outlives what it describes: no foreign keys, the domain's name is kept.
 CREATE TABLE audit_log (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     at          BIGINT NOT NULL,
     actor       TEXT NOT NULL,
     action      TEXT NOT NULL,

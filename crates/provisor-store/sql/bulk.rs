@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use provisor_domain::csv::{Plan, Row, RowError};
+use provisor_domain::csv::{Plan, PlanDevice, Row, RowError};
 use provisor_domain::model::*;
 use provisor_store::{BulkStore, ImportSummary, Result, StoreError};
 
@@ -35,6 +35,7 @@ struct ExistingAccount {
     registrar: String,
     outbound_proxy: String,
     transport: String,
+    password_enc: Vec<u8>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -44,6 +45,7 @@ struct ExistingDevice {
     vendor: String,
     model: String,
     category_id: Option<i64>,
+    user_id: Option<i64>,
 }
 
 struct Importer<'a> {
@@ -60,14 +62,18 @@ struct Importer<'a> {
 impl<'a> Importer<'a> {
     async fn users(&mut self, c: &mut Conn, plan: &'a Plan) -> Result<()> {
         for u in &plan.users {
-            let existing: Option<ExistingUser> = sqlx::query_as("SELECT id, display_name, email FROM users WHERE domain_id = $1 AND username = $2")
-                .bind(self.d.0)
-                .bind(&u.username)
-                .fetch_optional(&mut *c)
-                .await?;
+            let existing: Option<ExistingUser> = sqlx::query_as(
+                "SELECT id, display_name, email FROM users WHERE domain_id = $1 AND username = $2",
+            )
+            .bind(self.d.0)
+            .bind(&u.username)
+            .fetch_optional(&mut *c)
+            .await?;
             let id = match existing {
                 Some(e) => {
-                    if keep(&u.display_name, &e.display_name) != e.display_name || keep(&u.email, &e.email) != e.email {
+                    if keep(&u.display_name, &e.display_name) != e.display_name
+                        || keep(&u.email, &e.email) != e.email
+                    {
                         sqlx::query("UPDATE users SET display_name = $1, email = $2, updated_at = $3 WHERE id = $4")
                             .bind(keep(&u.display_name, &e.display_name))
                             .bind(keep(&u.email, &e.email))
@@ -102,16 +108,22 @@ impl<'a> Importer<'a> {
         for a in &plan.accounts {
             let user_id = self.users[a.username.as_str()];
             let existing: Option<ExistingAccount> = sqlx::query_as(
-                "SELECT id, user_id, auth_user, display_name, registrar, outbound_proxy, transport FROM sip_accounts WHERE domain_id = $1 AND sip_user = $2",
+                "SELECT id, user_id, auth_user, display_name, registrar, outbound_proxy, transport, password_enc FROM sip_accounts \
+                 WHERE domain_id = $1 AND sip_user = $2",
             )
             .bind(self.d.0)
             .bind(&a.sip_user)
             .fetch_optional(&mut *c)
             .await?;
-            let password = a.password.as_ref().map(|p| self.store.cipher.encrypt(p.expose()));
             let id = match existing {
                 Some(e) if e.user_id != user_id => {
-                    self.errors.push(RowError::new(a.line, format!("sip_user: '{}' belongs to another user of this domain", a.sip_user)));
+                    self.errors.push(RowError::new(
+                        a.line,
+                        format!(
+                            "sip_user: '{}' belongs to another user of this domain",
+                            a.sip_user
+                        ),
+                    ));
                     continue;
                 }
                 Some(e) => {
@@ -119,6 +131,14 @@ impl<'a> Importer<'a> {
                         Some(t) => t.as_str(),
                         None => &e.transport,
                     };
+                    // A password counts as a change only if it differs from the stored one.
+                    let password = a.password.as_ref().filter(|new| {
+                        self.store
+                            .cipher
+                            .decrypt(&e.password_enc)
+                            .map_or(true, |old| old.expose() != new.expose())
+                    });
+                    let password = password.map(|p| self.store.cipher.encrypt(p.expose()));
                     let changed = password.is_some()
                         || keep(&a.auth_user, &e.auth_user) != e.auth_user
                         || keep(&a.display_name, &e.display_name) != e.display_name
@@ -145,8 +165,18 @@ impl<'a> Importer<'a> {
                     e.id
                 }
                 None => {
-                    let Some(password) = password else {
-                        self.errors.push(RowError::new(a.line, format!("sip_password: is needed for the new SIP account '{}'", a.sip_user)));
+                    let Some(password) = a
+                        .password
+                        .as_ref()
+                        .map(|p| self.store.cipher.encrypt(p.expose()))
+                    else {
+                        self.errors.push(RowError::new(
+                            a.line,
+                            format!(
+                                "sip_password: is needed for the new SIP account '{}'",
+                                a.sip_user
+                            ),
+                        ));
                         continue;
                     };
                     self.summary.accounts_created += 1;
@@ -173,51 +203,87 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    async fn category(&mut self, c: &mut Conn, line: u64, name: &'a str) -> Result<Option<Option<i64>>> {
+    async fn category(
+        &mut self,
+        c: &mut Conn,
+        line: u64,
+        name: &'a str,
+    ) -> Result<Option<Option<i64>>> {
         if name.is_empty() {
             return Ok(Some(None));
         }
         if let Some(id) = self.categories.get(name) {
             return Ok(Some(*id));
         }
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM categories WHERE domain_id = $1 AND name = $2")
-            .bind(self.d.0)
-            .bind(name)
-            .fetch_optional(&mut *c)
-            .await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM categories WHERE domain_id = $1 AND name = $2")
+                .bind(self.d.0)
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?;
         if id.is_none() {
-            self.errors.push(RowError::new(line, format!("category: there is no category '{name}' in this domain")));
+            self.errors.push(RowError::new(
+                line,
+                format!("category: there is no category '{name}' in this domain"),
+            ));
             return Ok(None);
         }
         self.categories.insert(name, id);
         Ok(Some(id))
     }
 
+    /// The device's lines as (position, account id), if all its accounts were accepted.
+    fn lines_of(&self, dev: &PlanDevice) -> Option<Vec<(u32, i64)>> {
+        dev.lines
+            .iter()
+            .map(|l| {
+                self.accounts
+                    .get(l.sip_user.as_str())
+                    .map(|a| (l.position, *a))
+            })
+            .collect()
+    }
+
     async fn devices(&mut self, c: &mut Conn, plan: &'a Plan) -> Result<()> {
         for dev in &plan.devices {
-            let Some(category) = self.category(c, dev.line, &dev.category).await? else { continue };
+            let Some(category) = self.category(c, dev.line, &dev.category).await? else {
+                continue;
+            };
             let owner = dev.owner.as_deref().map(|o| self.users[o]);
             let existing: Option<ExistingDevice> =
-                sqlx::query_as("SELECT id, domain_id, vendor, model, category_id FROM devices WHERE mac = $1")
+                sqlx::query_as("SELECT id, domain_id, vendor, model, category_id, user_id FROM devices WHERE mac = $1")
                     .bind(dev.mac.to_string())
                     .fetch_optional(&mut *c)
                     .await?;
             let id = match existing {
                 Some(e) if e.domain_id != self.d.0 => {
-                    self.errors.push(RowError::new(dev.line, format!("mac: a device with MAC {} already exists", dev.mac)));
+                    self.errors.push(RowError::new(
+                        dev.line,
+                        format!("mac: a device with MAC {} already exists", dev.mac),
+                    ));
                     continue;
                 }
                 Some(e) => {
-                    sqlx::query("UPDATE devices SET vendor = $1, model = $2, category_id = $3, user_id = $4, updated_at = $5 WHERE id = $6")
-                        .bind(keep(&dev.vendor, &e.vendor))
-                        .bind(keep(&dev.model, &e.model))
-                        .bind(category.or(e.category_id))
-                        .bind(owner)
-                        .bind(self.t)
-                        .bind(e.id)
-                        .execute(&mut *c)
-                        .await?;
-                    self.summary.devices_updated += 1;
+                    let category = category.or(e.category_id);
+                    let lines_changed = !dev.lines.is_empty()
+                        && current_lines(c, e.id).await? != self.lines_of(dev);
+                    let changed = keep(&dev.vendor, &e.vendor) != e.vendor
+                        || keep(&dev.model, &e.model) != e.model
+                        || category != e.category_id
+                        || owner != e.user_id
+                        || lines_changed;
+                    if changed {
+                        sqlx::query("UPDATE devices SET vendor = $1, model = $2, category_id = $3, user_id = $4, updated_at = $5 WHERE id = $6")
+                            .bind(keep(&dev.vendor, &e.vendor))
+                            .bind(keep(&dev.model, &e.model))
+                            .bind(category)
+                            .bind(owner)
+                            .bind(self.t)
+                            .bind(e.id)
+                            .execute(&mut *c)
+                            .await?;
+                        self.summary.devices_updated += 1;
+                    }
                     e.id
                 }
                 None => {
@@ -240,15 +306,23 @@ impl<'a> Importer<'a> {
             };
             if !dev.lines.is_empty() {
                 // An account refused above has no id; its row already carries the error.
-                let lines: Option<Vec<(u32, i64)>> =
-                    dev.lines.iter().map(|l| self.accounts.get(l.sip_user.as_str()).map(|a| (l.position, *a))).collect();
-                if let Some(lines) = lines {
+                if let Some(lines) = self.lines_of(dev) {
                     set_lines(c, id, &lines).await?;
                 }
             }
         }
         Ok(())
     }
+}
+
+async fn current_lines(c: &mut Conn, device_id: i64) -> Result<Option<Vec<(u32, i64)>>> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT position, account_id FROM device_lines WHERE device_id = $1 ORDER BY position",
+    )
+    .bind(device_id)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(Some(rows.into_iter().map(|(p, a)| (p as u32, a)).collect()))
 }
 
 #[derive(sqlx::FromRow)]
@@ -307,7 +381,16 @@ impl BulkStore for SqlStore {
             return Err(StoreError::Rows(importer.errors));
         }
         let summary = importer.summary;
-        audit(&mut tx, actor, "import", Some(d), "csv", None, Some(json(&summary))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "import",
+            Some(d),
+            "csv",
+            None,
+            Some(json(&summary)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(summary)
     }
@@ -346,7 +429,10 @@ impl BulkStore for SqlStore {
             if a.account_id.is_some() {
                 row.set("sip_user", a.sip_user.unwrap_or_default());
                 row.set("auth_user", a.auth_user.unwrap_or_default());
-                row.set("account_display_name", a.account_display_name.unwrap_or_default());
+                row.set(
+                    "account_display_name",
+                    a.account_display_name.unwrap_or_default(),
+                );
                 row.set("registrar", a.registrar.unwrap_or_default());
                 row.set("outbound_proxy", a.outbound_proxy.unwrap_or_default());
                 row.set("transport", a.transport.unwrap_or_default());

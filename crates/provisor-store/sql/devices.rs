@@ -98,25 +98,32 @@ async fn with_lines(c: &mut Conn, rows: Vec<DeviceRow>) -> Result<Vec<Device>> {
 }
 
 async fn device_row(c: &mut Conn, d: DomainId, mac: Mac) -> Result<Device> {
-    let row: DeviceRow = sqlx::query_as(&format!("{DEVICE_SELECT} WHERE d.domain_id = $1 AND d.mac = $2"))
-        .bind(d.0)
-        .bind(mac.to_string())
-        .fetch_optional(&mut *c)
-        .await?
-        .ok_or(StoreError::NotFound("device"))?;
+    let row: DeviceRow = sqlx::query_as(&format!(
+        "{DEVICE_SELECT} WHERE d.domain_id = $1 AND d.mac = $2"
+    ))
+    .bind(d.0)
+    .bind(mac.to_string())
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound("device"))?;
     Ok(with_lines(c, vec![row]).await?.remove(0))
 }
 
 /// Replaces a device's lines with the accounts named, in order (positions from 1).
 pub(super) async fn set_lines(c: &mut Conn, device_id: i64, lines: &[(u32, i64)]) -> Result<()> {
-    sqlx::query("DELETE FROM device_lines WHERE device_id = $1").bind(device_id).execute(&mut *c).await?;
+    sqlx::query("DELETE FROM device_lines WHERE device_id = $1")
+        .bind(device_id)
+        .execute(&mut *c)
+        .await?;
     for (position, account_id) in lines {
-        sqlx::query("INSERT INTO device_lines (device_id, position, account_id) VALUES ($1, $2, $3)")
-            .bind(device_id)
-            .bind(*position as i32)
-            .bind(account_id)
-            .execute(&mut *c)
-            .await?;
+        sqlx::query(
+            "INSERT INTO device_lines (device_id, position, account_id) VALUES ($1, $2, $3)",
+        )
+        .bind(device_id)
+        .bind(*position as i32)
+        .bind(account_id)
+        .execute(&mut *c)
+        .await?;
     }
     Ok(())
 }
@@ -126,14 +133,27 @@ async fn line_accounts(c: &mut Conn, d: DomainId, sip_users: &[String]) -> Resul
     let mut out = Vec::with_capacity(sip_users.len());
     for (i, sip_user) in sip_users.iter().enumerate() {
         if sip_users[..i].contains(sip_user) {
-            return Err(provisor_domain::Invalid::new("lines", format!("'{sip_user}' is given twice")).into());
+            return Err(provisor_domain::Invalid::new(
+                "lines",
+                format!("'{sip_user}' is given twice"),
+            )
+            .into());
         }
-        out.push((i as u32 + 1, id_of(c, d, "lines", &ACCOUNT, sip_user).await?));
+        out.push((
+            i as u32 + 1,
+            id_of(c, d, "lines", &ACCOUNT, sip_user).await?,
+        ));
     }
     Ok(out)
 }
 
-async fn optional_id(c: &mut Conn, d: DomainId, field: &str, kind: &super::directory::Named, value: Option<&str>) -> Result<Option<i64>> {
+async fn optional_id(
+    c: &mut Conn,
+    d: DomainId,
+    field: &str,
+    kind: &super::directory::Named,
+    value: Option<&str>,
+) -> Result<Option<i64>> {
     match value {
         Some(v) => Ok(Some(id_of(c, d, field, kind, v).await?)),
         None => Ok(None),
@@ -148,7 +168,8 @@ fn mac_taken(mac: Mac) -> String {
 impl DeviceStore for SqlStore {
     async fn create_device(&self, actor: &Actor, d: DomainId, new: &NewDevice) -> Result<Device> {
         let mut tx = self.write().await?;
-        let category = optional_id(&mut tx, d, "category", &CATEGORY, new.category.as_deref()).await?;
+        let category =
+            optional_id(&mut tx, d, "category", &CATEGORY, new.category.as_deref()).await?;
         let owner = optional_id(&mut tx, d, "user", &USER, new.user.as_deref()).await?;
         let lines = line_accounts(&mut tx, d, &new.lines).await?;
         let t = now();
@@ -170,7 +191,16 @@ impl DeviceStore for SqlStore {
         .map_err(unique(mac_taken(new.mac)))?;
         set_lines(&mut tx, id, &lines).await?;
         let device = device_row(&mut tx, d, new.mac).await?;
-        audit(&mut tx, actor, "device.create", Some(d), &new.mac.to_string(), None, Some(json(&device))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "device.create",
+            Some(d),
+            &new.mac.to_string(),
+            None,
+            Some(json(&device)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(device)
     }
@@ -188,7 +218,12 @@ impl DeviceStore for SqlStore {
             .ok_or(StoreError::NotFound("device"))
     }
 
-    async fn list_devices(&self, d: DomainId, filter: &DeviceFilter, req: PageRequest) -> Result<Page<Device>> {
+    async fn list_devices(
+        &self,
+        d: DomainId,
+        filter: &DeviceFilter,
+        req: PageRequest,
+    ) -> Result<Page<Device>> {
         let mut q = QueryBuilder::<Db>::new(DEVICE_SELECT);
         q.push(" WHERE d.domain_id = ").push_bind(d.0);
         q.push(" AND d.id > ").push_bind(req.after.unwrap_or(0));
@@ -206,17 +241,35 @@ impl DeviceStore for SqlStore {
         }
         q.push(" ORDER BY d.id LIMIT ").push_bind(fetch_limit(req));
         let mut conn = self.pool.acquire().await?;
-        let rows = q.build_query_as::<DeviceRow>().fetch_all(&mut *conn).await?;
+        let rows = q
+            .build_query_as::<DeviceRow>()
+            .fetch_all(&mut *conn)
+            .await?;
         let devices = with_lines(&mut conn, rows).await?;
         Ok(page(devices, req, |x| x.id))
     }
 
-    async fn update_device(&self, actor: &Actor, d: DomainId, mac: Mac, patch: &DevicePatch) -> Result<Device> {
+    async fn update_device(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        mac: Mac,
+        patch: &DevicePatch,
+    ) -> Result<Device> {
         let mut tx = self.write().await?;
         let before = device_row(&mut tx, d, mac).await?;
         let category = match &patch.category {
             Some(c) => optional_id(&mut tx, d, "category", &CATEGORY, c.as_deref()).await?,
-            None => optional_id(&mut tx, d, "category", &CATEGORY, before.category.as_deref()).await?,
+            None => {
+                optional_id(
+                    &mut tx,
+                    d,
+                    "category",
+                    &CATEGORY,
+                    before.category.as_deref(),
+                )
+                .await?
+            }
         };
         let owner = match &patch.user {
             Some(u) => optional_id(&mut tx, d, "user", &USER, u.as_deref()).await?,
@@ -241,7 +294,16 @@ impl DeviceStore for SqlStore {
             set_lines(&mut tx, before.id, &lines).await?;
         }
         let after = device_row(&mut tx, d, mac).await?;
-        audit(&mut tx, actor, "device.update", Some(d), &mac.to_string(), Some(json(&before)), Some(json(&after))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "device.update",
+            Some(d),
+            &mac.to_string(),
+            Some(json(&before)),
+            Some(json(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -249,8 +311,20 @@ impl DeviceStore for SqlStore {
     async fn delete_device(&self, actor: &Actor, d: DomainId, mac: Mac) -> Result<()> {
         let mut tx = self.write().await?;
         let before = device_row(&mut tx, d, mac).await?;
-        sqlx::query("DELETE FROM devices WHERE id = $1").bind(before.id).execute(&mut *tx).await?;
-        audit(&mut tx, actor, "device.delete", Some(d), &mac.to_string(), Some(json(&before)), None).await?;
+        sqlx::query("DELETE FROM devices WHERE id = $1")
+            .bind(before.id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "device.delete",
+            Some(d),
+            &mac.to_string(),
+            Some(json(&before)),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

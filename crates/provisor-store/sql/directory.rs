@@ -137,33 +137,39 @@ async fn domain_row(c: &mut Conn, id: DomainId) -> Result<Domain> {
 }
 
 async fn category_row(c: &mut Conn, d: DomainId, name: &str) -> Result<Category> {
-    sqlx::query_as::<_, CategoryRow>(&format!("SELECT {CATEGORY_COLS} FROM categories WHERE domain_id = $1 AND name = $2"))
-        .bind(d.0)
-        .bind(name)
-        .fetch_optional(c)
-        .await?
-        .map(Category::from)
-        .ok_or(StoreError::NotFound("category"))
+    sqlx::query_as::<_, CategoryRow>(&format!(
+        "SELECT {CATEGORY_COLS} FROM categories WHERE domain_id = $1 AND name = $2"
+    ))
+    .bind(d.0)
+    .bind(name)
+    .fetch_optional(c)
+    .await?
+    .map(Category::from)
+    .ok_or(StoreError::NotFound("category"))
 }
 
 async fn user_row(c: &mut Conn, d: DomainId, username: &str) -> Result<User> {
-    sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLS} FROM users WHERE domain_id = $1 AND username = $2"))
-        .bind(d.0)
-        .bind(username)
-        .fetch_optional(c)
-        .await?
-        .map(User::from)
-        .ok_or(StoreError::NotFound("user"))
+    sqlx::query_as::<_, UserRow>(&format!(
+        "SELECT {USER_COLS} FROM users WHERE domain_id = $1 AND username = $2"
+    ))
+    .bind(d.0)
+    .bind(username)
+    .fetch_optional(c)
+    .await?
+    .map(User::from)
+    .ok_or(StoreError::NotFound("user"))
 }
 
 async fn account_row(c: &mut Conn, d: DomainId, id: i64) -> Result<SipAccount> {
-    sqlx::query_as::<_, AccountRow>(&format!("{ACCOUNT_SELECT} WHERE a.domain_id = $1 AND a.id = $2"))
-        .bind(d.0)
-        .bind(id)
-        .fetch_optional(c)
-        .await?
-        .map(SipAccount::from)
-        .ok_or(StoreError::NotFound("SIP account"))
+    sqlx::query_as::<_, AccountRow>(&format!(
+        "{ACCOUNT_SELECT} WHERE a.domain_id = $1 AND a.id = $2"
+    ))
+    .bind(d.0)
+    .bind(id)
+    .fetch_optional(c)
+    .await?
+    .map(SipAccount::from)
+    .ok_or(StoreError::NotFound("SIP account"))
 }
 
 /// A named kind of row in a domain: table, naming column, and the noun for messages.
@@ -174,14 +180,28 @@ pub(super) const USER: Named = Named("users", "username", "user");
 pub(super) const ACCOUNT: Named = Named("sip_accounts", "sip_user", "SIP account");
 
 /// The id of a named row in the domain, or an `Invalid` for `field` if there is none.
-pub(super) async fn id_of(c: &mut Conn, d: DomainId, field: &str, kind: &Named, value: &str) -> Result<i64> {
+pub(super) async fn id_of(
+    c: &mut Conn,
+    d: DomainId,
+    field: &str,
+    kind: &Named,
+    value: &str,
+) -> Result<i64> {
     let Named(table, column, noun) = kind;
-    sqlx::query_scalar::<_, i64>(&format!("SELECT id FROM {table} WHERE domain_id = $1 AND {column} = $2"))
-        .bind(d.0)
-        .bind(value)
-        .fetch_optional(c)
-        .await?
-        .ok_or_else(|| provisor_domain::Invalid::new(field, format!("there is no {noun} '{value}' in this domain")).into())
+    sqlx::query_scalar::<_, i64>(&format!(
+        "SELECT id FROM {table} WHERE domain_id = $1 AND {column} = $2"
+    ))
+    .bind(d.0)
+    .bind(value)
+    .fetch_optional(c)
+    .await?
+    .ok_or_else(|| {
+        provisor_domain::Invalid::new(
+            field,
+            format!("there is no {noun} '{value}' in this domain"),
+        )
+        .into()
+    })
 }
 
 #[async_trait]
@@ -199,18 +219,29 @@ impl DomainStore for SqlStore {
         .await
         .map_err(unique(format!("a domain named '{}' already exists", new.name)))?;
         let domain = Domain::from(row);
-        audit(&mut tx, actor, "domain.create", Some(domain.id), &domain.name, None, Some(json(&domain))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "domain.create",
+            Some(domain.id),
+            &domain.name,
+            None,
+            Some(json(&domain)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(domain)
     }
 
     async fn domain(&self, name: &str) -> Result<Domain> {
-        sqlx::query_as::<_, DomainRow>(&format!("SELECT {DOMAIN_COLS} FROM domains WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(Domain::from)
-            .ok_or(StoreError::NotFound("domain"))
+        sqlx::query_as::<_, DomainRow>(&format!(
+            "SELECT {DOMAIN_COLS} FROM domains WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Domain::from)
+        .ok_or(StoreError::NotFound("domain"))
     }
 
     async fn domain_by_id(&self, id: DomainId) -> Result<Domain> {
@@ -218,15 +249,26 @@ impl DomainStore for SqlStore {
     }
 
     async fn list_domains(&self, req: PageRequest) -> Result<Page<Domain>> {
-        let rows: Vec<DomainRow> = sqlx::query_as(&format!("SELECT {DOMAIN_COLS} FROM domains WHERE id > $1 ORDER BY id LIMIT $2"))
-            .bind(req.after.unwrap_or(0))
-            .bind(fetch_limit(req))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(page(rows.into_iter().map(Domain::from).collect(), req, |d| d.id.0))
+        let rows: Vec<DomainRow> = sqlx::query_as(&format!(
+            "SELECT {DOMAIN_COLS} FROM domains WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(req.after.unwrap_or(0))
+        .bind(fetch_limit(req))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(page(
+            rows.into_iter().map(Domain::from).collect(),
+            req,
+            |d| d.id.0,
+        ))
     }
 
-    async fn update_domain(&self, actor: &Actor, id: DomainId, patch: &DomainPatch) -> Result<Domain> {
+    async fn update_domain(
+        &self,
+        actor: &Actor,
+        id: DomainId,
+        patch: &DomainPatch,
+    ) -> Result<Domain> {
         let mut tx = self.write().await?;
         let before = domain_row(&mut tx, id).await?;
         let row: DomainRow = sqlx::query_as(&format!(
@@ -239,7 +281,16 @@ impl DomainStore for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         let after = Domain::from(row);
-        audit(&mut tx, actor, "domain.update", Some(id), &after.name, Some(json(&before)), Some(json(&after))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "domain.update",
+            Some(id),
+            &after.name,
+            Some(json(&before)),
+            Some(json(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -247,13 +298,25 @@ impl DomainStore for SqlStore {
     async fn delete_domain(&self, actor: &Actor, id: DomainId) -> Result<()> {
         let mut tx = self.write().await?;
         let before = domain_row(&mut tx, id).await?;
-        audit(&mut tx, actor, "domain.delete", Some(id), &before.name, Some(json(&before)), None).await?;
+        audit(
+            &mut tx,
+            actor,
+            "domain.delete",
+            Some(id),
+            &before.name,
+            Some(json(&before)),
+            None,
+        )
+        .await?;
         // Lines refer to accounts with RESTRICT; a domain goes with all it holds.
         sqlx::query("DELETE FROM device_lines WHERE device_id IN (SELECT id FROM devices WHERE domain_id = $1)")
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM domains WHERE id = $1").bind(id.0).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM domains WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         // The history stays (under the domain's name, for operators) but no longer belongs
         // to the id: SQLite hands a deleted row's id out again, and a domain created later
         // with it must not see this domain's history.
@@ -265,7 +328,12 @@ impl DomainStore for SqlStore {
         Ok(())
     }
 
-    async fn create_category(&self, actor: &Actor, d: DomainId, new: &NewCategory) -> Result<Category> {
+    async fn create_category(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        new: &NewCategory,
+    ) -> Result<Category> {
         let mut tx = self.write().await?;
         let row: CategoryRow = sqlx::query_as(&format!(
             "INSERT INTO categories (domain_id, name, provisioning, settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {CATEGORY_COLS}"
@@ -279,7 +347,16 @@ impl DomainStore for SqlStore {
         .await
         .map_err(unique(format!("a category named '{}' already exists in this domain", new.name)))?;
         let category = Category::from(row);
-        audit(&mut tx, actor, "category.create", Some(d), &category.name, None, Some(json(&category))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "category.create",
+            Some(d),
+            &category.name,
+            None,
+            Some(json(&category)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(category)
     }
@@ -297,10 +374,20 @@ impl DomainStore for SqlStore {
         .bind(fetch_limit(req))
         .fetch_all(&self.pool)
         .await?;
-        Ok(page(rows.into_iter().map(Category::from).collect(), req, |c| c.id))
+        Ok(page(
+            rows.into_iter().map(Category::from).collect(),
+            req,
+            |c| c.id,
+        ))
     }
 
-    async fn update_category(&self, actor: &Actor, d: DomainId, name: &str, patch: &CategoryPatch) -> Result<Category> {
+    async fn update_category(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        name: &str,
+        patch: &CategoryPatch,
+    ) -> Result<Category> {
         let mut tx = self.write().await?;
         let before = category_row(&mut tx, d, name).await?;
         let new_name = patch.name.as_ref().unwrap_or(&before.name);
@@ -316,7 +403,16 @@ impl DomainStore for SqlStore {
         .await
         .map_err(unique(format!("a category named '{new_name}' already exists in this domain")))?;
         let after = Category::from(row);
-        audit(&mut tx, actor, "category.update", Some(d), &before.name, Some(json(&before)), Some(json(&after))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "category.update",
+            Some(d),
+            &before.name,
+            Some(json(&before)),
+            Some(json(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -324,8 +420,20 @@ impl DomainStore for SqlStore {
     async fn delete_category(&self, actor: &Actor, d: DomainId, name: &str) -> Result<()> {
         let mut tx = self.write().await?;
         let before = category_row(&mut tx, d, name).await?;
-        sqlx::query("DELETE FROM categories WHERE id = $1").bind(before.id).execute(&mut *tx).await?;
-        audit(&mut tx, actor, "category.delete", Some(d), &before.name, Some(json(&before)), None).await?;
+        sqlx::query("DELETE FROM categories WHERE id = $1")
+            .bind(before.id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "category.delete",
+            Some(d),
+            &before.name,
+            Some(json(&before)),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -342,7 +450,13 @@ fn account_json(a: &SipAccount, password_changed: bool) -> serde_json::Value {
 
 #[async_trait]
 impl UserStore for SqlStore {
-    async fn create_user(&self, actor: &Actor, d: DomainId, new: &NewUser, password_hash: Option<&str>) -> Result<User> {
+    async fn create_user(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        new: &NewUser,
+        password_hash: Option<&str>,
+    ) -> Result<User> {
         let mut tx = self.write().await?;
         let row: UserRow = sqlx::query_as(&format!(
             "INSERT INTO users (domain_id, username, display_name, email, password_hash, enabled, settings, created_at, updated_at) \
@@ -360,7 +474,16 @@ impl UserStore for SqlStore {
         .await
         .map_err(unique(format!("a user named '{}' already exists in this domain", new.username)))?;
         let user = User::from(row);
-        audit(&mut tx, actor, "user.create", Some(d), &user.username, None, Some(json(&user))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "user.create",
+            Some(d),
+            &user.username,
+            None,
+            Some(json(&user)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -378,10 +501,19 @@ impl UserStore for SqlStore {
         .bind(fetch_limit(req))
         .fetch_all(&self.pool)
         .await?;
-        Ok(page(rows.into_iter().map(User::from).collect(), req, |u| u.id))
+        Ok(page(rows.into_iter().map(User::from).collect(), req, |u| {
+            u.id
+        }))
     }
 
-    async fn update_user(&self, actor: &Actor, d: DomainId, username: &str, patch: &UserPatch, password_hash: Option<&str>) -> Result<User> {
+    async fn update_user(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        username: &str,
+        patch: &UserPatch,
+        password_hash: Option<&str>,
+    ) -> Result<User> {
         let mut tx = self.write().await?;
         let before = user_row(&mut tx, d, username).await?;
         let row: UserRow = sqlx::query_as(&format!(
@@ -402,7 +534,16 @@ impl UserStore for SqlStore {
         if password_hash.is_some() {
             after_json["password"] = "(changed)".into();
         }
-        audit(&mut tx, actor, "user.update", Some(d), username, Some(json(&before)), Some(after_json)).await?;
+        audit(
+            &mut tx,
+            actor,
+            "user.update",
+            Some(d),
+            username,
+            Some(json(&before)),
+            Some(after_json),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -415,21 +556,38 @@ impl UserStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(in_use(format!("user '{username}' has SIP accounts that are lines on devices; remove those lines first")))?;
-        audit(&mut tx, actor, "user.delete", Some(d), username, Some(json(&before)), None).await?;
+        audit(
+            &mut tx,
+            actor,
+            "user.delete",
+            Some(d),
+            username,
+            Some(json(&before)),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn user_password_hash(&self, d: DomainId, username: &str) -> Result<Option<String>> {
-        sqlx::query_scalar::<_, Option<String>>("SELECT password_hash FROM users WHERE domain_id = $1 AND username = $2")
-            .bind(d.0)
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("user"))
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT password_hash FROM users WHERE domain_id = $1 AND username = $2",
+        )
+        .bind(d.0)
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("user"))
     }
 
-    async fn create_account(&self, actor: &Actor, d: DomainId, username: &str, new: &NewSipAccount) -> Result<SipAccount> {
+    async fn create_account(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        username: &str,
+        new: &NewSipAccount,
+    ) -> Result<SipAccount> {
         let mut tx = self.write().await?;
         let user = user_row(&mut tx, d, username).await?;
         let id: i64 = sqlx::query_scalar(
@@ -452,7 +610,16 @@ impl UserStore for SqlStore {
         .await
         .map_err(unique(format!("a SIP account '{}' already exists in this domain", new.sip_user)))?;
         let account = account_row(&mut tx, d, id).await?;
-        audit(&mut tx, actor, "account.create", Some(d), &account.sip_user, None, Some(account_json(&account, true))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "account.create",
+            Some(d),
+            &account.sip_user,
+            None,
+            Some(account_json(&account, true)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(account)
     }
@@ -461,7 +628,12 @@ impl UserStore for SqlStore {
         account_row(&mut *self.pool.acquire().await?, d, id).await
     }
 
-    async fn list_accounts(&self, d: DomainId, username: Option<&str>, req: PageRequest) -> Result<Page<SipAccount>> {
+    async fn list_accounts(
+        &self,
+        d: DomainId,
+        username: Option<&str>,
+        req: PageRequest,
+    ) -> Result<Page<SipAccount>> {
         let rows: Vec<AccountRow> = sqlx::query_as(&format!(
             "{ACCOUNT_SELECT} WHERE a.domain_id = $1 AND a.id > $2 AND ($3 = '' OR u.username = $3) ORDER BY a.id LIMIT $4"
         ))
@@ -471,10 +643,20 @@ impl UserStore for SqlStore {
         .bind(fetch_limit(req))
         .fetch_all(&self.pool)
         .await?;
-        Ok(page(rows.into_iter().map(SipAccount::from).collect(), req, |a| a.id))
+        Ok(page(
+            rows.into_iter().map(SipAccount::from).collect(),
+            req,
+            |a| a.id,
+        ))
     }
 
-    async fn update_account(&self, actor: &Actor, d: DomainId, id: i64, patch: &SipAccountPatch) -> Result<SipAccount> {
+    async fn update_account(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        id: i64,
+        patch: &SipAccountPatch,
+    ) -> Result<SipAccount> {
         let mut tx = self.write().await?;
         let before = account_row(&mut tx, d, id).await?;
         let sip_user = patch.sip_user.as_ref().unwrap_or(&before.sip_user);
@@ -497,7 +679,16 @@ impl UserStore for SqlStore {
         .map_err(unique(format!("a SIP account '{sip_user}' already exists in this domain")))?;
         let after = account_row(&mut tx, d, id).await?;
         let changed = patch.password.is_some();
-        audit(&mut tx, actor, "account.update", Some(d), &before.sip_user, Some(json(&before)), Some(account_json(&after, changed))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "account.update",
+            Some(d),
+            &before.sip_user,
+            Some(json(&before)),
+            Some(account_json(&after, changed)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -509,19 +700,33 @@ impl UserStore for SqlStore {
             .bind(id)
             .execute(&mut *tx)
             .await
-            .map_err(in_use(format!("SIP account '{}' is a line on a device; remove the line first", before.sip_user)))?;
-        audit(&mut tx, actor, "account.delete", Some(d), &before.sip_user, Some(json(&before)), None).await?;
+            .map_err(in_use(format!(
+                "SIP account '{}' is a line on a device; remove the line first",
+                before.sip_user
+            )))?;
+        audit(
+            &mut tx,
+            actor,
+            "account.delete",
+            Some(d),
+            &before.sip_user,
+            Some(json(&before)),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn account_password(&self, d: DomainId, id: i64) -> Result<SecretString> {
-        let blob: Vec<u8> = sqlx::query_scalar("SELECT password_enc FROM sip_accounts WHERE domain_id = $1 AND id = $2")
-            .bind(d.0)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("SIP account"))?;
+        let blob: Vec<u8> = sqlx::query_scalar(
+            "SELECT password_enc FROM sip_accounts WHERE domain_id = $1 AND id = $2",
+        )
+        .bind(d.0)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("SIP account"))?;
         Ok(self.cipher.decrypt(&blob)?)
     }
 }

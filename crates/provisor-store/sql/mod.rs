@@ -82,8 +82,9 @@ fn in_use(message: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError 
 /// `SQLITE_CONSTRAINT_TRIGGER` (extended code 1811), which sqlx does not classify as a
 /// foreign-key violation. (PostgreSQL codes are five-character SQLSTATEs, never "1811".)
 fn is_sqlite_restrict_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.code().as_deref() == Some("1811") && d.message().contains("FOREIGN KEY constraint failed"))
+    e.as_database_error().is_some_and(|d| {
+        d.code().as_deref() == Some("1811") && d.message().contains("FOREIGN KEY constraint failed")
+    })
 }
 
 /// The keyset page: rows were fetched with `LIMIT limit + 1`.
@@ -160,11 +161,13 @@ impl BaseStore for SqlStore {
     }
 
     async fn meta_init(&self, key: &str, value: &str) -> Result<bool> {
-        let done = sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 }

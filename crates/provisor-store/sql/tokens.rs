@@ -6,7 +6,7 @@ use provisor_store::{AuditStore, Page, PageRequest, Result, StoreError, TokenGra
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
-use super::{Db, SqlStore, audit, fetch_limit, json, now, page, ts};
+use super::{Conn, Db, SqlStore, audit, fetch_limit, json, now, page, ts};
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.name, t.role, t.domain_id, d.name AS domain, t.hint, t.created_at, t.revoked_at \
      FROM api_tokens t LEFT JOIN domains d ON d.id = t.domain_id";
@@ -50,9 +50,26 @@ fn token_query(id: i64, scope: Option<DomainId>) -> QueryBuilder<'static, Db> {
     q
 }
 
+async fn token_by_id(c: &mut Conn, id: i64) -> Result<ApiToken> {
+    Ok(token_query(id, None)
+        .build_query_as::<TokenRow>()
+        .fetch_one(c)
+        .await?
+        .grant()?
+        .token)
+}
+
 #[async_trait]
 impl TokenStore for SqlStore {
-    async fn create_token(&self, actor: &Actor, name: &str, role: Role, domain: Option<DomainId>, hash: &str, hint: &str) -> Result<ApiToken> {
+    async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        domain: Option<DomainId>,
+        hash: &str,
+        hint: &str,
+    ) -> Result<ApiToken> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_tokens (name, role, domain_id, hash, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -65,22 +82,37 @@ impl TokenStore for SqlStore {
         .bind(now())
         .fetch_one(&mut *tx)
         .await?;
-        let token = token_query(id, None).build_query_as::<TokenRow>().fetch_one(&mut *tx).await?.grant()?.token;
-        audit(&mut tx, actor, "token.create", domain, &format!("token:{id}"), None, Some(json(&token))).await?;
+        let token = token_by_id(&mut tx, id).await?;
+        audit(
+            &mut tx,
+            actor,
+            "token.create",
+            domain,
+            &format!("token:{id}"),
+            None,
+            Some(json(&token)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(token)
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenGrant>> {
-        sqlx::query_as::<_, TokenRow>(&format!("{TOKEN_SELECT} WHERE t.hash = $1 AND t.revoked_at IS NULL"))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(TokenRow::grant)
-            .transpose()
+        sqlx::query_as::<_, TokenRow>(&format!(
+            "{TOKEN_SELECT} WHERE t.hash = $1 AND t.revoked_at IS NULL"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(TokenRow::grant)
+        .transpose()
     }
 
-    async fn list_tokens(&self, scope: Option<DomainId>, req: PageRequest) -> Result<Page<ApiToken>> {
+    async fn list_tokens(
+        &self,
+        scope: Option<DomainId>,
+        req: PageRequest,
+    ) -> Result<Page<ApiToken>> {
         let mut q = QueryBuilder::<Db>::new(TOKEN_SELECT);
         q.push(" WHERE t.id > ").push_bind(req.after.unwrap_or(0));
         if let Some(d) = scope {
@@ -88,11 +120,19 @@ impl TokenStore for SqlStore {
         }
         q.push(" ORDER BY t.id LIMIT ").push_bind(fetch_limit(req));
         let rows = q.build_query_as::<TokenRow>().fetch_all(&self.pool).await?;
-        let tokens = rows.into_iter().map(|r| r.grant().map(|g| g.token)).collect::<Result<Vec<_>>>()?;
+        let tokens = rows
+            .into_iter()
+            .map(|r| r.grant().map(|g| g.token))
+            .collect::<Result<Vec<_>>>()?;
         Ok(page(tokens, req, |t| t.id))
     }
 
-    async fn revoke_token(&self, actor: &Actor, scope: Option<DomainId>, id: i64) -> Result<ApiToken> {
+    async fn revoke_token(
+        &self,
+        actor: &Actor,
+        scope: Option<DomainId>,
+        id: i64,
+    ) -> Result<ApiToken> {
         let mut tx = self.write().await?;
         let before = token_query(id, scope)
             .build_query_as::<TokenRow>()
@@ -105,8 +145,17 @@ impl TokenStore for SqlStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let after = token_query(id, None).build_query_as::<TokenRow>().fetch_one(&mut *tx).await?.grant()?.token;
-        audit(&mut tx, actor, "token.revoke", before.domain, &format!("token:{id}"), Some(json(&before.token)), Some(json(&after))).await?;
+        let after = token_by_id(&mut tx, id).await?;
+        audit(
+            &mut tx,
+            actor,
+            "token.revoke",
+            before.domain,
+            &format!("token:{id}"),
+            Some(json(&before.token)),
+            Some(json(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -126,7 +175,11 @@ struct AuditRow {
 
 #[async_trait]
 impl AuditStore for SqlStore {
-    async fn list_audit(&self, scope: Option<DomainId>, req: PageRequest) -> Result<Page<AuditEntry>> {
+    async fn list_audit(
+        &self,
+        scope: Option<DomainId>,
+        req: PageRequest,
+    ) -> Result<Page<AuditEntry>> {
         let mut q = QueryBuilder::<Db>::new(
             "SELECT id, at, actor, action, domain_name, target, before, after FROM audit_log WHERE id < ",
         );
@@ -134,7 +187,8 @@ impl AuditStore for SqlStore {
         if let Some(d) = scope {
             q.push(" AND domain_id = ").push_bind(d.0);
         }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(fetch_limit(req));
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(fetch_limit(req));
         let rows = q.build_query_as::<AuditRow>().fetch_all(&self.pool).await?;
         let entries = rows
             .into_iter()

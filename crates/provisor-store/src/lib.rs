@@ -50,10 +50,12 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-        e.as_database_error().is_some_and(|d| d.is_unique_violation())
+        e.as_database_error()
+            .is_some_and(|d| d.is_unique_violation())
     }
     pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-        e.as_database_error().is_some_and(|d| d.is_foreign_key_violation())
+        e.as_database_error()
+            .is_some_and(|d| d.is_foreign_key_violation())
     }
 }
 
@@ -71,7 +73,10 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { limit: default_limit(), after: None }
+        Self {
+            limit: default_limit(),
+            after: None,
+        }
     }
 }
 
@@ -83,7 +88,10 @@ impl PageRequest {
     pub const MAX_LIMIT: u32 = 1000;
     pub fn validate(self) -> Result<Self, Invalid> {
         if !(1..=Self::MAX_LIMIT).contains(&self.limit) {
-            return Err(Invalid::new("limit", format!("must be from 1 to {}", Self::MAX_LIMIT)));
+            return Err(Invalid::new(
+                "limit",
+                format!("must be from 1 to {}", Self::MAX_LIMIT),
+            ));
         }
         Ok(self)
     }
@@ -132,13 +140,29 @@ pub trait DomainStore: Send + Sync {
     async fn domain(&self, name: &str) -> Result<Domain>;
     async fn domain_by_id(&self, id: DomainId) -> Result<Domain>;
     async fn list_domains(&self, page: PageRequest) -> Result<Page<Domain>>;
-    async fn update_domain(&self, actor: &Actor, id: DomainId, patch: &DomainPatch) -> Result<Domain>;
+    async fn update_domain(
+        &self,
+        actor: &Actor,
+        id: DomainId,
+        patch: &DomainPatch,
+    ) -> Result<Domain>;
     async fn delete_domain(&self, actor: &Actor, id: DomainId) -> Result<()>;
 
-    async fn create_category(&self, actor: &Actor, d: DomainId, new: &NewCategory) -> Result<Category>;
+    async fn create_category(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        new: &NewCategory,
+    ) -> Result<Category>;
     async fn category(&self, d: DomainId, name: &str) -> Result<Category>;
     async fn list_categories(&self, d: DomainId, page: PageRequest) -> Result<Page<Category>>;
-    async fn update_category(&self, actor: &Actor, d: DomainId, name: &str, patch: &CategoryPatch) -> Result<Category>;
+    async fn update_category(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        name: &str,
+        patch: &CategoryPatch,
+    ) -> Result<Category>;
     async fn delete_category(&self, actor: &Actor, d: DomainId, name: &str) -> Result<()>;
 }
 
@@ -146,18 +170,48 @@ pub trait DomainStore: Send + Sync {
 /// and belongs off the executor, in the caller.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    async fn create_user(&self, actor: &Actor, d: DomainId, new: &NewUser, password_hash: Option<&str>) -> Result<User>;
+    async fn create_user(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        new: &NewUser,
+        password_hash: Option<&str>,
+    ) -> Result<User>;
     async fn user(&self, d: DomainId, username: &str) -> Result<User>;
     async fn list_users(&self, d: DomainId, page: PageRequest) -> Result<Page<User>>;
-    async fn update_user(&self, actor: &Actor, d: DomainId, username: &str, patch: &UserPatch, password_hash: Option<&str>) -> Result<User>;
+    async fn update_user(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        username: &str,
+        patch: &UserPatch,
+        password_hash: Option<&str>,
+    ) -> Result<User>;
     async fn delete_user(&self, actor: &Actor, d: DomainId, username: &str) -> Result<()>;
     /// The stored argon2id hash, if the user has a portal password.
     async fn user_password_hash(&self, d: DomainId, username: &str) -> Result<Option<String>>;
 
-    async fn create_account(&self, actor: &Actor, d: DomainId, username: &str, new: &NewSipAccount) -> Result<SipAccount>;
+    async fn create_account(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        username: &str,
+        new: &NewSipAccount,
+    ) -> Result<SipAccount>;
     async fn account(&self, d: DomainId, id: i64) -> Result<SipAccount>;
-    async fn list_accounts(&self, d: DomainId, username: Option<&str>, page: PageRequest) -> Result<Page<SipAccount>>;
-    async fn update_account(&self, actor: &Actor, d: DomainId, id: i64, patch: &SipAccountPatch) -> Result<SipAccount>;
+    async fn list_accounts(
+        &self,
+        d: DomainId,
+        username: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<SipAccount>>;
+    async fn update_account(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        id: i64,
+        patch: &SipAccountPatch,
+    ) -> Result<SipAccount>;
     async fn delete_account(&self, actor: &Actor, d: DomainId, id: i64) -> Result<()>;
     /// The decrypted SIP password, for rendering configurations.
     async fn account_password(&self, d: DomainId, id: i64) -> Result<SecretString>;
@@ -170,8 +224,19 @@ pub trait DeviceStore: Send + Sync {
     /// The domain a MAC belongs to, across the installation (MACs are unique in it).
     /// Only for callers that act for the whole installation: the CLI and, later, phones.
     async fn device_domain(&self, mac: Mac) -> Result<DomainId>;
-    async fn list_devices(&self, d: DomainId, filter: &DeviceFilter, page: PageRequest) -> Result<Page<Device>>;
-    async fn update_device(&self, actor: &Actor, d: DomainId, mac: Mac, patch: &DevicePatch) -> Result<Device>;
+    async fn list_devices(
+        &self,
+        d: DomainId,
+        filter: &DeviceFilter,
+        page: PageRequest,
+    ) -> Result<Page<Device>>;
+    async fn update_device(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        mac: Mac,
+        patch: &DevicePatch,
+    ) -> Result<Device>;
     async fn delete_device(&self, actor: &Actor, d: DomainId, mac: Mac) -> Result<()>;
 }
 
@@ -184,18 +249,39 @@ pub struct TokenGrant {
 
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    async fn create_token(&self, actor: &Actor, name: &str, role: Role, domain: Option<DomainId>, hash: &str, hint: &str) -> Result<ApiToken>;
+    async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        domain: Option<DomainId>,
+        hash: &str,
+        hint: &str,
+    ) -> Result<ApiToken>;
     /// The live (not revoked) token with this digest.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenGrant>>;
     /// Tokens of one domain, or all of them (`None`, operators only).
-    async fn list_tokens(&self, scope: Option<DomainId>, page: PageRequest) -> Result<Page<ApiToken>>;
-    async fn revoke_token(&self, actor: &Actor, scope: Option<DomainId>, id: i64) -> Result<ApiToken>;
+    async fn list_tokens(
+        &self,
+        scope: Option<DomainId>,
+        page: PageRequest,
+    ) -> Result<Page<ApiToken>>;
+    async fn revoke_token(
+        &self,
+        actor: &Actor,
+        scope: Option<DomainId>,
+        id: i64,
+    ) -> Result<ApiToken>;
 }
 
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Newest first; one domain's entries, or all (`None`, operators only).
-    async fn list_audit(&self, scope: Option<DomainId>, page: PageRequest) -> Result<Page<AuditEntry>>;
+    async fn list_audit(
+        &self,
+        scope: Option<DomainId>,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>>;
 }
 
 #[async_trait]
@@ -207,9 +293,22 @@ pub trait BulkStore: Send + Sync {
 }
 
 /// Everything a backend provides.
-pub trait Store: BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static {}
+pub trait Store:
+    BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static
+{
+}
 
-impl<T> Store for T where T: BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static {}
+impl<T> Store for T where
+    T: BaseStore
+        + DomainStore
+        + UserStore
+        + DeviceStore
+        + TokenStore
+        + AuditStore
+        + BulkStore
+        + 'static
+{
+}
 
 /// Makes a new API token and stores its digest; the secret is returned once, here.
 pub async fn issue_token(
@@ -220,6 +319,8 @@ pub async fn issue_token(
     domain: Option<DomainId>,
 ) -> Result<(ApiToken, SecretString)> {
     let fresh = provisor_domain::token::generate();
-    let token = store.create_token(actor, name, role, domain, &fresh.hash, &fresh.hint).await?;
+    let token = store
+        .create_token(actor, name, role, domain, &fresh.hash, &fresh.hint)
+        .await?;
     Ok((token, fresh.secret))
 }

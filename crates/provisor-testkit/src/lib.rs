@@ -61,12 +61,19 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         .await
         .expect("the first token")
         .expect("a fresh installation issues a token");
-    let listener = tokio::net::TcpListener::bind(config.listen).await.expect("a free port");
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .expect("a free port");
     let address = listener.local_addr().expect("a bound address");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(startup::run(store.clone(), listener, async move {
-        let _ = rx.await;
-    }, Duration::from_secs(5)));
+    let server = tokio::spawn(startup::run(
+        store.clone(),
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
     Some(TestApp {
         address,
         base: format!("http://{address}"),
@@ -95,13 +102,27 @@ impl Answer {
     /// Asserts the status and returns the JSON body.
     #[track_caller]
     pub fn expect(&self, status: u16) -> Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.text);
-        if self.text.is_empty() { Value::Null } else { self.json() }
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected answer: {}",
+            self.text
+        );
+        if self.text.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
     }
     /// Asserts a problem document of this status and `type` suffix; returns it.
     #[track_caller]
     pub fn problem(&self, status: u16, kind: &str) -> Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.text);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected answer: {}",
+            self.text
+        );
         assert_eq!(self.headers["content-type"], "application/problem+json");
         let p = self.json();
         assert_eq!(p["type"], format!("urn:provisor:problem:{kind}"), "{p}");
@@ -116,7 +137,13 @@ impl TestApp {
     }
 
     /// A request with `token` (or none), and an optional JSON body.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             request = request.bearer_auth(t);
@@ -125,7 +152,11 @@ impl TestApp {
             request = request.json(&b);
         }
         let response = request.send().await.expect("the server answers");
-        Answer { status: response.status(), headers: response.headers().clone(), text: response.text().await.expect("a body") }
+        Answer {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: response.text().await.expect("a body"),
+        }
     }
 
     /// As the operator.
@@ -133,27 +164,46 @@ impl TestApp {
         self.call(Method::GET, path, Some(&self.token), None).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Answer {
-        self.call(Method::POST, path, Some(&self.token), Some(body)).await
+        self.call(Method::POST, path, Some(&self.token), Some(body))
+            .await
     }
     pub async fn patch(&self, path: &str, body: Value) -> Answer {
-        self.call(Method::PATCH, path, Some(&self.token), Some(body)).await
+        self.call(Method::PATCH, path, Some(&self.token), Some(body))
+            .await
     }
     pub async fn delete(&self, path: &str) -> Answer {
-        self.call(Method::DELETE, path, Some(&self.token), None).await
+        self.call(Method::DELETE, path, Some(&self.token), None)
+            .await
     }
 
     pub async fn create_domain(&self, name: &str) -> Value {
-        self.post("/api/v1/domains", json!({"name": name})).await.expect(201)
-    }
-    pub async fn create_category(&self, domain: &str, name: &str, provisioning: bool) -> Value {
-        self.post(&format!("/api/v1/domains/{domain}/categories"), json!({"name": name, "provisioning": provisioning})).await.expect(201)
-    }
-    pub async fn create_user(&self, domain: &str, username: &str) -> Value {
-        self.post(&format!("/api/v1/domains/{domain}/users"), json!({"username": username, "display_name": username.to_uppercase()}))
+        self.post("/api/v1/domains", json!({"name": name}))
             .await
             .expect(201)
     }
-    pub async fn create_account(&self, domain: &str, username: &str, sip_user: &str, password: &str) -> Value {
+    pub async fn create_category(&self, domain: &str, name: &str, provisioning: bool) -> Value {
+        self.post(
+            &format!("/api/v1/domains/{domain}/categories"),
+            json!({"name": name, "provisioning": provisioning}),
+        )
+        .await
+        .expect(201)
+    }
+    pub async fn create_user(&self, domain: &str, username: &str) -> Value {
+        self.post(
+            &format!("/api/v1/domains/{domain}/users"),
+            json!({"username": username, "display_name": username.to_uppercase()}),
+        )
+        .await
+        .expect(201)
+    }
+    pub async fn create_account(
+        &self,
+        domain: &str,
+        username: &str,
+        sip_user: &str,
+        password: &str,
+    ) -> Value {
         self.post(
             &format!("/api/v1/domains/{domain}/users/{username}/accounts"),
             json!({"sip_user": sip_user, "password": password, "registrar": "sip.example.com"}),
@@ -162,7 +212,9 @@ impl TestApp {
         .expect(201)
     }
     pub async fn create_device(&self, domain: &str, body: Value) -> Value {
-        self.post(&format!("/api/v1/domains/{domain}/devices"), body).await.expect(201)
+        self.post(&format!("/api/v1/domains/{domain}/devices"), body)
+            .await
+            .expect(201)
     }
     /// A new domain-admin token for `domain`.
     pub async fn domain_admin_token(&self, domain: &str) -> String {
@@ -176,7 +228,10 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
-            server.await.expect("the server task").expect("a clean shutdown");
+            server
+                .await
+                .expect("the server task")
+                .expect("a clean shutdown");
         }
     }
 }

@@ -16,7 +16,11 @@ use crate::config::{Config, DEFAULT_CONFIG, LogFormat, Overrides};
 use crate::startup;
 
 #[derive(Parser, Debug)]
-#[command(name = "provisor", version, about = "Provisioning server for SIP phones and softphones")]
+#[command(
+    name = "provisor",
+    version,
+    about = "Provisioning server for SIP phones and softphones"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -227,7 +231,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => startup::init_tracing(config.log_format, "warn"),
     }
     let store = startup::open_store(&config).await?;
-    let out = Output { json: cli.global.json };
+    let out = Output {
+        json: cli.global.json,
+    };
     let result = admin(store.as_ref(), cli.command, &out).await;
     store.close().await;
     result
@@ -249,7 +255,10 @@ impl Output {
 }
 
 fn actor() -> Actor {
-    Actor(format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+    Actor(format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    ))
 }
 
 async fn domain(store: &dyn Store, name: &str) -> anyhow::Result<DomainId> {
@@ -261,7 +270,11 @@ async fn domain(store: &dyn Store, name: &str) -> anyhow::Result<DomainId> {
 }
 
 fn device_text(d: &Device) -> String {
-    let lines: Vec<String> = d.lines.iter().map(|l| format!("{}:{}", l.position, l.sip_user)).collect();
+    let lines: Vec<String> = d
+        .lines
+        .iter()
+        .map(|l| format!("{}:{}", l.position, l.sip_user))
+        .collect();
     format!(
         "{}  {} {}  state={}  category={}  user={}  lines=[{}]",
         d.mac,
@@ -283,7 +296,11 @@ where
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = fetch(PageRequest { limit: PageRequest::MAX_LIMIT, after }).await?;
+        let page = fetch(PageRequest {
+            limit: PageRequest::MAX_LIMIT,
+            after,
+        })
+        .await?;
         after = page.next;
         let _ = page.items.last().map(&id);
         out.extend(page.items);
@@ -296,24 +313,61 @@ where
 async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Result<()> {
     let actor = actor();
     match command {
-        Command::Serve { .. } | Command::DefaultConfig => unreachable!("handled before opening the store"),
-        Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || format!("{} database is up to date", store.backend())),
+        Command::Serve { .. } | Command::DefaultConfig => {
+            unreachable!("handled before opening the store")
+        }
+        Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || {
+            format!("{} database is up to date", store.backend())
+        }),
         Command::Domain(DomainCmd::Add { name, description }) => {
-            let new: NewDomain = serde_json::from_value(serde_json::json!({"name": name, "description": description}))?;
+            let new: NewDomain = serde_json::from_value(
+                serde_json::json!({"name": name, "description": description}),
+            )?;
             let d = store.create_domain(&actor, &new.validate()?).await?;
             out.show(&d, || format!("added domain {}", d.name))
         }
         Command::Domain(DomainCmd::List) => {
             let domains = all(|p| store.list_domains(p), |d| d.id.0).await?;
-            out.show(&domains, || domains.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join("\n"))
+            out.show(&domains, || {
+                domains
+                    .iter()
+                    .map(|d| d.name.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
         }
-        Command::Category(CategoryCmd::Add { domain: dn, category, provisioning }) => {
+        Command::Category(CategoryCmd::Add {
+            domain: dn,
+            category,
+            provisioning,
+        }) => {
             let d = domain(store, &dn).await?;
-            let new = NewCategory { name: category, provisioning, settings: Default::default() }.validate()?;
+            let new = NewCategory {
+                name: category,
+                provisioning,
+                settings: Default::default(),
+            }
+            .validate()?;
             let c = store.create_category(&actor, d, &new).await?;
-            out.show(&c, || format!("added category '{}' to {dn}{}", c.name, if c.provisioning { " (provisioning)" } else { "" }))
+            out.show(&c, || {
+                format!(
+                    "added category '{}' to {dn}{}",
+                    c.name,
+                    if c.provisioning {
+                        " (provisioning)"
+                    } else {
+                        ""
+                    }
+                )
+            })
         }
-        Command::User(UserCmd::Add { domain: dn, username, display_name, email, password: pw }) => {
+        Command::User(UserCmd::Add {
+            domain: dn,
+            username,
+            display_name,
+            email,
+            password: pw,
+        }) => {
             let d = domain(store, &dn).await?;
             let new = NewUser {
                 username,
@@ -334,7 +388,17 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
             let u = store.create_user(&actor, d, &new, hash.as_deref()).await?;
             out.show(&u, || format!("added user {} to {dn}", u.username))
         }
-        Command::Account(AccountCmd::Add { domain: dn, user, sip_user, sip_password, auth_user, display_name, registrar, proxy, transport }) => {
+        Command::Account(AccountCmd::Add {
+            domain: dn,
+            user,
+            sip_user,
+            sip_password,
+            auth_user,
+            display_name,
+            registrar,
+            proxy,
+            transport,
+        }) => {
             let d = domain(store, &dn).await?;
             let new = NewSipAccount {
                 sip_user,
@@ -348,11 +412,30 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
             }
             .validate()?;
             let a = store.create_account(&actor, d, &user, &new).await?;
-            out.show(&a, || format!("added SIP account {} (id {}) for {user}", a.sip_user, a.id))
+            out.show(&a, || {
+                format!("added SIP account {} (id {}) for {user}", a.sip_user, a.id)
+            })
         }
-        Command::Device(DeviceCmd::Add { domain: dn, mac, vendor, model, category, user, lines }) => {
+        Command::Device(DeviceCmd::Add {
+            domain: dn,
+            mac,
+            vendor,
+            model,
+            category,
+            user,
+            lines,
+        }) => {
             let d = domain(store, &dn).await?;
-            let new = NewDevice { mac: Mac::parse(&mac)?, vendor, model, category, user, lines, settings: Default::default() }.validate()?;
+            let new = NewDevice {
+                mac: Mac::parse(&mac)?,
+                vendor,
+                model,
+                category,
+                user,
+                lines,
+                settings: Default::default(),
+            }
+            .validate()?;
             let dev = store.create_device(&actor, d, &new).await?;
             out.show(&dev, || format!("added device {}", device_text(&dev)))
         }
@@ -369,13 +452,25 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
             let d = domain(store, &dn).await?;
             let filter = DeviceFilter::default();
             let devices = all(|p| store.list_devices(d, &filter, p), |x| x.id).await?;
-            out.show(&devices, || devices.iter().map(device_text).collect::<Vec<_>>().join("\n"))
+            out.show(&devices, || {
+                devices
+                    .iter()
+                    .map(device_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
         }
-        Command::Token(TokenCmd::Create { role, domain: dn, name }) => {
+        Command::Token(TokenCmd::Create {
+            role,
+            domain: dn,
+            name,
+        }) => {
             let role: Role = role.parse()?;
             let d = match (role, dn) {
                 (Role::Operator, None) => None,
-                (Role::Operator, Some(_)) => bail!("an operator token is not limited to a domain; leave out --domain"),
+                (Role::Operator, Some(_)) => {
+                    bail!("an operator token is not limited to a domain; leave out --domain")
+                }
                 (Role::DomainAdmin, None) => bail!("a domain-admin token needs --domain"),
                 (Role::DomainAdmin, Some(dn)) => Some(domain(store, &dn).await?),
             };
@@ -386,7 +481,8 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
         }
         Command::Import { domain: dn, file } => {
             let d = domain(store, &dn).await?;
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let plan = match csv::parse(&bytes) {
                 Ok(plan) => plan,
                 Err(rows) => return Err(rejected(&file, &rows)),
@@ -402,11 +498,16 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Export { domain: dn, file, passwords } => {
+        Command::Export {
+            domain: dn,
+            file,
+            passwords,
+        } => {
             let d = domain(store, &dn).await?;
             let text = csv::write(&store.export(d, passwords).await?);
             match file {
-                Some(f) => std::fs::write(&f, text).with_context(|| format!("cannot write {}", f.display())),
+                Some(f) => std::fs::write(&f, text)
+                    .with_context(|| format!("cannot write {}", f.display())),
                 None => {
                     print!("{text}");
                     Ok(())
@@ -417,6 +518,13 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
 }
 
 fn rejected(file: &std::path::Path, rows: &[csv::RowError]) -> anyhow::Error {
-    let lines: Vec<String> = rows.iter().map(|r| format!("{}:{}: {}", file.display(), r.line, r.reason)).collect();
-    anyhow::anyhow!("nothing was imported; {} bad rows:\n{}", rows.len(), lines.join("\n"))
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}:{}: {}", file.display(), r.line, r.reason))
+        .collect();
+    anyhow::anyhow!(
+        "nothing was imported; {} bad rows:\n{}",
+        rows.len(),
+        lines.join("\n")
+    )
 }

@@ -105,9 +105,19 @@ impl Config {
         figment = figment
             .merge(Env::prefixed("PROVISOR_").only(&ENV_KEYS))
             .merge(Serialized::globals(overrides));
-        let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        config.database_url = secret_from_file("database_url", config.database_url.take(), config.database_url_file.as_deref())?;
-        config.encryption_key = secret_from_file("encryption_key", config.encryption_key.take(), config.encryption_key_file.as_deref())?;
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.database_url = secret_from_file(
+            "database_url",
+            config.database_url.take(),
+            config.database_url_file.as_deref(),
+        )?;
+        config.encryption_key = secret_from_file(
+            "encryption_key",
+            config.encryption_key.take(),
+            config.encryption_key_file.as_deref(),
+        )?;
         if config.db_max_connections == 0 {
             bail!("configuration: db_max_connections must be at least 1");
         }
@@ -115,12 +125,18 @@ impl Config {
     }
 }
 
-fn secret_from_file(key: &str, value: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+fn secret_from_file(
+    key: &str,
+    value: Option<Secret>,
+    file: Option<&Path>,
+) -> anyhow::Result<Option<Secret>> {
     match (value, file) {
         (Some(_), Some(_)) => bail!("configuration: set {key} or {key}_file, not both"),
         (value, None) => Ok(value),
         (None, Some(file)) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("configuration: cannot read {key}_file {}", file.display()))?;
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!("configuration: cannot read {key}_file {}", file.display())
+            })?;
             Ok(Some(Secret(SecretString::new(text.trim()))))
         }
     }
@@ -169,23 +185,35 @@ mod tests {
 
     #[test]
     fn the_printed_default_config_is_the_default() {
-        let from_text: Config = Figment::from(Toml::string(DEFAULT_CONFIG)).extract().unwrap();
+        let from_text: Config = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .extract()
+            .unwrap();
         assert_eq!(from_text, Config::default());
     }
 
     #[test]
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("p.toml", "listen = \"127.0.0.1:9000\"\ndata_dir = \"from-file\"\nlog_level = \"debug\"\n")?;
+            jail.create_file(
+                "p.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"from-file\"\nlog_level = \"debug\"\n",
+            )?;
             jail.set_env("PROVISOR_DATA_DIR", "from-env");
             jail.set_env("PROVISOR_LOG_FORMAT", "json");
             jail.set_env("PROVISOR_TEST_DATABASE_URL", "ignored");
-            let flags = Overrides { data_dir: Some("from-flag".into()), ..Default::default() };
+            let flags = Overrides {
+                data_dir: Some("from-flag".into()),
+                ..Default::default()
+            };
             let c = Config::load(Some(Path::new("p.toml")), &flags).unwrap();
             assert_eq!(c.listen.port(), 9000, "file beats default");
             assert_eq!(c.log_level, "debug");
             assert_eq!(c.log_format, LogFormat::Json, "env beats default");
-            assert_eq!(c.data_dir, PathBuf::from("from-flag"), "flag beats env and file");
+            assert_eq!(
+                c.data_dir,
+                PathBuf::from("from-flag"),
+                "flag beats env and file"
+            );
             let c = Config::load(Some(Path::new("p.toml")), &Overrides::default()).unwrap();
             assert_eq!(c.data_dir, PathBuf::from("from-env"), "env beats file");
             Ok(())
@@ -198,10 +226,15 @@ mod tests {
             jail.create_file("url", "postgres://u:pw@db/x\n")?;
             jail.set_env("PROVISOR_DATABASE_URL_FILE", "url");
             let c = Config::load(None, &Overrides::default()).unwrap();
-            assert_eq!(c.database_url.as_ref().unwrap().0.expose(), "postgres://u:pw@db/x");
+            assert_eq!(
+                c.database_url.as_ref().unwrap().0.expose(),
+                "postgres://u:pw@db/x"
+            );
             assert!(!format!("{c:?}").contains("pw@"), "{c:?}");
             jail.set_env("PROVISOR_DATABASE_URL", "postgres://other");
-            let e = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            let e = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("not both"), "{e}");
             Ok(())
         });
@@ -211,7 +244,9 @@ mod tests {
     fn typos_in_the_file_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("p.toml", "lisen = \"127.0.0.1:9000\"\n")?;
-            let e = Config::load(Some(Path::new("p.toml")), &Overrides::default()).unwrap_err().to_string();
+            let e = Config::load(Some(Path::new("p.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("lisen"), "{e}");
             Ok(())
         });

@@ -25,9 +25,13 @@ const KEY_CHECK_TEXT: &str = "provisor encryption key check";
 const BOOTSTRAP_META: &str = "bootstrap_token_issued";
 
 pub fn init_tracing(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -40,7 +44,9 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     Ok(())
@@ -51,7 +57,9 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
 /// Where the key comes from, so errors can say what to fix.
@@ -70,7 +78,8 @@ fn load_key(config: &Config) -> anyhow::Result<(Cipher, KeySource)> {
     let path = config.data_dir.join(KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let cipher = Cipher::from_text(&text).with_context(|| format!("the key file {} is damaged", path.display()))?;
+            let cipher = Cipher::from_text(&text)
+                .with_context(|| format!("the key file {} is damaged", path.display()))?;
             Ok((cipher, KeySource::File(path)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -95,10 +104,16 @@ async fn check_key(store: &dyn Store, cipher: &Cipher, source: KeySource) -> any
                 }
                 return Ok(());
             }
-            store.meta_get(KEY_CHECK_META).await?.context("the key check vanished")?
+            store
+                .meta_get(KEY_CHECK_META)
+                .await?
+                .context("the key check vanished")?
         }
     };
-    let opens = hex::decode(&stored).ok().and_then(|b| cipher.decrypt(&b).ok()).is_some_and(|t| t.expose() == KEY_CHECK_TEXT);
+    let opens = hex::decode(&stored)
+        .ok()
+        .and_then(|b| cipher.decrypt(&b).ok())
+        .is_some_and(|t| t.expose() == KEY_CHECK_TEXT);
     match (opens, source) {
         (true, KeySource::New(path, text)) => {
             // Only possible if another node raced us with the same configured key; keep it.
@@ -109,8 +124,13 @@ async fn check_key(store: &dyn Store, cipher: &Cipher, source: KeySource) -> any
             "the database holds secrets encrypted with a key that is not here: restore {} or set encryption_key / encryption_key_file",
             path.display()
         ),
-        (false, KeySource::File(path)) => bail!("the key in {} does not match the database's secrets (wrong key file?)", path.display()),
-        (false, KeySource::Config) => bail!("the configured encryption_key does not match the database's secrets"),
+        (false, KeySource::File(path)) => bail!(
+            "the key in {} does not match the database's secrets (wrong key file?)",
+            path.display()
+        ),
+        (false, KeySource::Config) => {
+            bail!("the configured encryption_key does not match the database's secrets")
+        }
     }
 }
 
@@ -121,9 +141,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match &config.database_url {
         None => {
             let path = config.data_dir.join(DB_FILE);
-            let store = provisor_store_sqlite::open(&path, cipher.clone(), config.db_max_connections)
-                .await
-                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+            let store =
+                provisor_store_sqlite::open(&path, cipher.clone(), config.db_max_connections)
+                    .await
+                    .with_context(|| {
+                        format!("cannot open the SQLite database {}", path.display())
+                    })?;
             Arc::new(store)
         }
         Some(url) => {
@@ -134,9 +157,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                     "unsupported database URL scheme '{scheme}': use postgres://… for PostgreSQL, or no database_url for SQLite in the data directory"
                 );
             }
-            let store = provisor_store_postgres::open(url, cipher.clone(), config.db_max_connections)
-                .await
-                .context("cannot open the PostgreSQL database")?;
+            let store =
+                provisor_store_postgres::open(url, cipher.clone(), config.db_max_connections)
+                    .await
+                    .context("cannot open the PostgreSQL database")?;
             Arc::new(store)
         }
     };
@@ -146,25 +170,48 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 /// On the very first start of an installation: an operator token, printed once and kept in
 /// the data directory with mode 0600. Returns it so tests can use it.
-pub async fn bootstrap_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Option<SecretString>> {
-    if store.meta_get(BOOTSTRAP_META).await?.is_some() || !store.meta_init(BOOTSTRAP_META, &unix_now()).await? {
+pub async fn bootstrap_token(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> anyhow::Result<Option<SecretString>> {
+    if store.meta_get(BOOTSTRAP_META).await?.is_some()
+        || !store.meta_init(BOOTSTRAP_META, &unix_now()).await?
+    {
         return Ok(None);
     }
-    let (_, secret) = issue_token(store, &Actor::system(), "first operator token", Role::Operator, None).await?;
+    let (_, secret) = issue_token(
+        store,
+        &Actor::system(),
+        "first operator token",
+        Role::Operator,
+        None,
+    )
+    .await?;
     let path = data_dir.join(TOKEN_FILE);
     write_private(&path, &format!("{}\n", secret.expose()))?;
-    println!("Operator API token (shown once; also saved to {}):\n{}", path.display(), secret.expose());
+    println!(
+        "Operator API token (shown once; also saved to {}):\n{}",
+        path.display(),
+        secret.expose()
+    );
     Ok(Some(secret))
 }
 
 fn unix_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     secs.to_string()
 }
 
 /// Serves the application on `listener` until `shutdown` completes, then lets running
 /// requests finish for up to `grace`.
-pub async fn run(store: Arc<dyn Store>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static, grace: Duration) -> anyhow::Result<()> {
+pub async fn run(
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let app = provisor_http::app(AppState::new(store.clone()));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -172,7 +219,11 @@ pub async fn run(store: Arc<dyn Store>, listener: TcpListener, shutdown: impl Fu
         tracing::info!("shutting down: no new connections, finishing running requests");
         let _ = stopping_tx.send(());
     };
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
     let deadline = async move {
         if stopping_rx.await.is_ok() {
             tokio::time::sleep(grace).await;
@@ -211,7 +262,15 @@ pub async fn shutdown_signal() {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     bootstrap_token(store.as_ref(), &config.data_dir).await?;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, database = store.backend(), "Provisor is listening");
-    run(store, listener, shutdown_signal(), Duration::from_secs(config.shutdown_grace_seconds)).await
+    run(
+        store,
+        listener,
+        shutdown_signal(),
+        Duration::from_secs(config.shutdown_grace_seconds),
+    )
+    .await
 }

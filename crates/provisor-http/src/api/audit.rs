@@ -26,8 +26,16 @@ fn default_limit() -> u32 {
 /// The audit log of admin changes, newest first. Entries never contain secrets.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Page<AuditEntry>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn list(State(st): State<AppState>, p: Principal, Query(q): Query<AuditQuery>) -> ApiResult<Json<Page<AuditEntry>>> {
-    let page = PageRequest { limit: q.limit, after: q.after }.validate()?;
+pub async fn list(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Page<AuditEntry>>> {
+    let page = PageRequest {
+        limit: q.limit,
+        after: q.after,
+    }
+    .validate()?;
     let scope = match (p.domain, q.domain) {
         (Some(own), None) => Some(own),
         (own, Some(name)) => {

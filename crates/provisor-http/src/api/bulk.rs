@@ -18,8 +18,14 @@ use crate::extract::{Json, Query};
     request_body(content = String, content_type = "text/csv", description = "The CSV format of docs/import-format.md"),
     responses((status = 200, body = ImportSummary), (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 413, body = Problem), (status = 422, description = "Bad rows; nothing imported", body = Problem)))]
-pub async fn import(State(st): State<AppState>, d: InDomain, body: Bytes) -> ApiResult<Json<ImportSummary>> {
-    let plan = blocking(move || csv::parse(&body)).await?.map_err(ApiError::ImportRejected)?;
+pub async fn import(
+    State(st): State<AppState>,
+    d: InDomain,
+    body: Bytes,
+) -> ApiResult<Json<ImportSummary>> {
+    let plan = blocking(move || csv::parse(&body))
+        .await?
+        .map_err(ApiError::ImportRejected)?;
     Ok(Json(st.store.import(d.actor(), d.id(), &plan).await?))
 }
 
@@ -34,7 +40,11 @@ pub struct ExportQuery {
 /// Exports the domain in the import format; SIP passwords only if an operator asks.
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/export", tag = "bulk", params(("domain" = String, Path), ExportQuery),
     responses((status = 200, content_type = "text/csv", body = String), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn export(State(st): State<AppState>, d: InDomain, Query(q): Query<ExportQuery>) -> ApiResult<impl IntoResponse> {
+pub async fn export(
+    State(st): State<AppState>,
+    d: InDomain,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<impl IntoResponse> {
     if q.passwords {
         d.principal.require_operator()?;
     }
@@ -42,7 +52,11 @@ pub async fn export(State(st): State<AppState>, d: InDomain, Query(q): Query<Exp
     let text = blocking(move || csv::write(&rows)).await?;
     let disposition = format!("attachment; filename=\"{}.csv\"", d.domain.name);
     Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition), (header::CACHE_CONTROL, "no-store".to_owned())],
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
         text,
     ))
 }

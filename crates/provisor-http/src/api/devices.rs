@@ -22,16 +22,27 @@ pub struct DeviceQuery {
 
 /// Parses the page parameters here: `serde(flatten)` reads query values as text.
 fn page_of(q: &DeviceQuery) -> ApiResult<PageRequest> {
-    let number = |field: &str, v: &str| v.parse().map_err(|_| provisor_domain::Invalid::new(field, format!("'{v}' is not a number")));
+    let number = |field: &str, v: &str| {
+        v.parse()
+            .map_err(|_| provisor_domain::Invalid::new(field, format!("'{v}' is not a number")))
+    };
     let limit = q.limit.as_deref().map(|v| number("limit", v)).transpose()?;
     let after = q.after.as_deref().map(|v| number("after", v)).transpose()?;
-    Ok(PageRequest { limit: limit.map_or(PageRequest::default().limit, |l| l as u32), after }.validate()?)
+    Ok(PageRequest {
+        limit: limit.map_or(PageRequest::default().limit, |l| l as u32),
+        after,
+    }
+    .validate()?)
 }
 
 /// Devices of the domain, filtered by MAC, owner, category or state.
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/devices", tag = "devices", params(("domain" = String, Path), DeviceFilter, PageRequest),
     responses((status = 200, body = Page<Device>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn list(State(st): State<AppState>, d: InDomain, Query(q): Query<DeviceQuery>) -> ApiResult<Json<Page<Device>>> {
+pub async fn list(
+    State(st): State<AppState>,
+    d: InDomain,
+    Query(q): Query<DeviceQuery>,
+) -> ApiResult<Json<Page<Device>>> {
     let page = page_of(&q)?;
     Ok(Json(st.store.list_devices(d.id(), &q.filter, page).await?))
 }
@@ -39,14 +50,25 @@ pub async fn list(State(st): State<AppState>, d: InDomain, Query(q): Query<Devic
 /// Adds a device; `lines` names SIP accounts of the domain in line order.
 #[utoipa::path(post, path = "/api/v1/domains/{domain}/devices", tag = "devices", params(("domain" = String, Path)), request_body = NewDevice,
     responses((status = 201, body = Device), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn create(State(st): State<AppState>, d: InDomain, Json(new): Json<NewDevice>) -> ApiResult<(StatusCode, Json<Device>)> {
-    let device = st.store.create_device(d.actor(), d.id(), &new.validate()?).await?;
+pub async fn create(
+    State(st): State<AppState>,
+    d: InDomain,
+    Json(new): Json<NewDevice>,
+) -> ApiResult<(StatusCode, Json<Device>)> {
+    let device = st
+        .store
+        .create_device(d.actor(), d.id(), &new.validate()?)
+        .await?;
     Ok((StatusCode::CREATED, Json(device)))
 }
 
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/devices/{mac}", tag = "devices", params(("domain" = String, Path), ("mac" = String, Path)),
     responses((status = 200, body = Device), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn get(State(st): State<AppState>, d: InDomain, Path((_, mac)): Path<(String, String)>) -> ApiResult<Json<Device>> {
+pub async fn get(
+    State(st): State<AppState>,
+    d: InDomain,
+    Path((_, mac)): Path<(String, String)>,
+) -> ApiResult<Json<Device>> {
     Ok(Json(st.store.device(d.id(), Mac::parse(&mac)?).await?))
 }
 
@@ -54,13 +76,28 @@ pub async fn get(State(st): State<AppState>, d: InDomain, Path((_, mac)): Path<(
 #[utoipa::path(patch, path = "/api/v1/domains/{domain}/devices/{mac}", tag = "devices", params(("domain" = String, Path), ("mac" = String, Path)),
     request_body = DevicePatch,
     responses((status = 200, body = Device), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn update(State(st): State<AppState>, d: InDomain, Path((_, mac)): Path<(String, String)>, Json(patch): Json<DevicePatch>) -> ApiResult<Json<Device>> {
-    Ok(Json(st.store.update_device(d.actor(), d.id(), Mac::parse(&mac)?, &patch.validate()?).await?))
+pub async fn update(
+    State(st): State<AppState>,
+    d: InDomain,
+    Path((_, mac)): Path<(String, String)>,
+    Json(patch): Json<DevicePatch>,
+) -> ApiResult<Json<Device>> {
+    Ok(Json(
+        st.store
+            .update_device(d.actor(), d.id(), Mac::parse(&mac)?, &patch.validate()?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/domains/{domain}/devices/{mac}", tag = "devices", params(("domain" = String, Path), ("mac" = String, Path)),
     responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn delete(State(st): State<AppState>, d: InDomain, Path((_, mac)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    st.store.delete_device(d.actor(), d.id(), Mac::parse(&mac)?).await?;
+pub async fn delete(
+    State(st): State<AppState>,
+    d: InDomain,
+    Path((_, mac)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    st.store
+        .delete_device(d.actor(), d.id(), Mac::parse(&mac)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -49,7 +49,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -62,7 +65,11 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::get, domains::update, domains::delete))
         .routes(routes!(categories::list, categories::create))
-        .routes(routes!(categories::get, categories::update, categories::delete))
+        .routes(routes!(
+            categories::get,
+            categories::update,
+            categories::delete
+        ))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(accounts::list_for_user, accounts::create))
@@ -77,7 +84,10 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(audit::list))
         .split_for_parts();
     let doc = Arc::new(doc);
-    router.route("/api/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+    router.route(
+        "/api/v1/openapi.json",
+        get(move || async move { axum::Json(doc.as_ref().clone()) }),
+    )
 }
 
 /// Runs a CPU-heavy step (hashing, parsing large files) off the async executor.

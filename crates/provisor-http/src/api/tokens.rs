@@ -32,22 +32,44 @@ pub struct CreatedToken {
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageRequest),
     responses((status = 200, body = Page<ApiToken>), (status = 400, body = Problem), (status = 401, body = Problem)))]
-pub async fn list(State(st): State<AppState>, p: Principal, Query(page): Query<PageRequest>) -> ApiResult<Json<Page<ApiToken>>> {
-    Ok(Json(st.store.list_tokens(p.domain, page.validate()?).await?))
+pub async fn list(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(page): Query<PageRequest>,
+) -> ApiResult<Json<Page<ApiToken>>> {
+    Ok(Json(
+        st.store.list_tokens(p.domain, page.validate()?).await?,
+    ))
 }
 
 /// Creates a token. A domain admin may create domain-admin tokens for their own domain.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewTokenRequest,
     responses((status = 201, body = CreatedToken), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn create(State(st): State<AppState>, p: Principal, Json(req): Json<NewTokenRequest>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+pub async fn create(
+    State(st): State<AppState>,
+    p: Principal,
+    Json(req): Json<NewTokenRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let name = names::text("name", &req.name, 100)?;
     let domain = match (req.role, req.domain.as_deref()) {
         (Role::Operator, None) => {
             p.require_operator()?;
             None
         }
-        (Role::Operator, Some(_)) => return Err(provisor_domain::Invalid::new("domain", "an operator token is not limited to a domain").into()),
-        (Role::DomainAdmin, None) => return Err(provisor_domain::Invalid::new("domain", "a domain-admin token needs a domain").into()),
+        (Role::Operator, Some(_)) => {
+            return Err(provisor_domain::Invalid::new(
+                "domain",
+                "an operator token is not limited to a domain",
+            )
+            .into());
+        }
+        (Role::DomainAdmin, None) => {
+            return Err(provisor_domain::Invalid::new(
+                "domain",
+                "a domain-admin token needs a domain",
+            )
+            .into());
+        }
         (Role::DomainAdmin, Some(name)) => {
             let domain = st.store.domain(&name.to_ascii_lowercase()).await?;
             if p.domain.is_some_and(|own| own != domain.id) {
@@ -57,12 +79,22 @@ pub async fn create(State(st): State<AppState>, p: Principal, Json(req): Json<Ne
         }
     };
     let (info, secret) = issue_token(st.store.as_ref(), &p.actor, &name, req.role, domain).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token: secret.expose().to_owned(), info })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: secret.expose().to_owned(),
+            info,
+        }),
+    ))
 }
 
 /// Revokes a token at once.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path)),
     responses((status = 200, body = ApiToken), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
-pub async fn revoke(State(st): State<AppState>, p: Principal, Path(id): Path<i64>) -> ApiResult<Json<ApiToken>> {
+pub async fn revoke(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<ApiToken>> {
     Ok(Json(st.store.revoke_token(&p.actor, p.domain, id).await?))
 }

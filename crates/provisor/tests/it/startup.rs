@@ -13,28 +13,55 @@ fn mode(path: &std::path::Path) -> u32 {
 }
 
 async fn first_start_then_keys(backend: Backend) {
-    let Some((config, _dir)) = fresh_config(backend).await else { return };
+    let Some((config, _dir)) = fresh_config(backend).await else {
+        return;
+    };
     let store = open_store(&config).await.unwrap();
-    let token = bootstrap_token(store.as_ref(), &config.data_dir).await.unwrap().expect("a first token");
+    let token = bootstrap_token(store.as_ref(), &config.data_dir)
+        .await
+        .unwrap()
+        .expect("a first token");
     let token_file = config.data_dir.join("operator-token");
-    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), token.expose());
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        token.expose()
+    );
     assert_eq!(mode(&token_file), 0o600);
     assert_eq!(mode(&config.data_dir.join("secret.key")), 0o600);
     assert_eq!(mode(&config.data_dir), 0o700);
-    assert!(bootstrap_token(store.as_ref(), &config.data_dir).await.unwrap().is_none(), "only the first start issues a token");
+    assert!(
+        bootstrap_token(store.as_ref(), &config.data_dir)
+            .await
+            .unwrap()
+            .is_none(),
+        "only the first start issues a token"
+    );
     store.close().await;
 
     // Reopening with the same key works; a wrong or missing key stops the start.
     open_store(&config).await.unwrap().close().await;
     let mut wrong = config.clone();
     wrong.encryption_key = Some(Secret(SecretString::new(Cipher::generate_key_text())));
-    let e = open_store(&wrong).await.err().expect("a wrong key is refused").to_string();
+    let e = open_store(&wrong)
+        .await
+        .err()
+        .expect("a wrong key is refused")
+        .to_string();
     assert!(e.contains("does not match"), "{e}");
     let key = std::fs::read_to_string(config.data_dir.join("secret.key")).unwrap();
     std::fs::remove_file(config.data_dir.join("secret.key")).unwrap();
-    let e = format!("{:#}", open_store(&config).await.err().expect("a missing key is refused"));
+    let e = format!(
+        "{:#}",
+        open_store(&config)
+            .await
+            .err()
+            .expect("a missing key is refused")
+    );
     assert!(e.contains("restore"), "{e}");
-    assert!(!config.data_dir.join("secret.key").exists(), "no new key is written over a database with secrets");
+    assert!(
+        !config.data_dir.join("secret.key").exists(),
+        "no new key is written over a database with secrets"
+    );
     // The key may also come from configuration.
     let mut given = config.clone();
     given.encryption_key = Some(Secret(SecretString::new(key.trim())));
@@ -57,16 +84,26 @@ async fn an_unknown_database_scheme_is_an_error() {
     config.database_url = Some(Secret(SecretString::new("mysql://root@localhost/x")));
     let e = open_store(&config).await.err().unwrap().to_string();
     assert!(e.contains("unsupported database URL scheme 'mysql'"), "{e}");
-    assert!(!config.data_dir.join("provisor.db").exists(), "no SQLite file appears instead");
+    assert!(
+        !config.data_dir.join("provisor.db").exists(),
+        "no SQLite file appears instead"
+    );
 }
 
 #[test]
 fn migrations_are_in_lockstep() {
-    let list = |m: &Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
+    let list = |m: &Migrator| {
+        m.iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect::<Vec<_>>()
+    };
     let sqlite = list(&provisor_store_sqlite::MIGRATOR);
     let postgres = list(&provisor_store_postgres::MIGRATOR);
     assert!(!sqlite.is_empty());
-    assert_eq!(sqlite, postgres, "both backends must have the same migrations, version for version");
+    assert_eq!(
+        sqlite, postgres,
+        "both backends must have the same migrations, version for version"
+    );
 }
 
 use sqlx::migrate::Migrator;
@@ -86,7 +123,13 @@ fn serve_starts_with_nothing_and_stops_on_sigterm() {
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut lines = stdout.lines();
-    assert!(lines.next().unwrap().unwrap().starts_with("Operator API token"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .starts_with("Operator API token")
+    );
     let token = lines.next().unwrap().unwrap();
     assert!(token.starts_with("pvt_"));
     let stderr = BufReader::new(child.stderr.take().unwrap());
@@ -99,19 +142,28 @@ fn serve_starts_with_nothing_and_stops_on_sigterm() {
     assert!(dir.path().join("provisor-data/provisor.db").exists());
     let body = std::net::TcpStream::connect(&address).and_then(|mut s| {
         use std::io::{Read, Write};
-        write!(s, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
     });
     assert!(body.unwrap().contains("\"ready\""));
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "provisor did not stop after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "provisor did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");

@@ -1,0 +1,2436 @@
+//! The store test suite: one set of behaviours every backend must show, written against
+//! the `Store` trait only and run unchanged against each real database.
+//!
+//! A backend's test file is a `make` function and one macro call:
+//!
+//! ```ignore
+//! async fn make() -> Option<Arc<dyn Store>> { /* a fresh, empty store */ }
+//! provisor_store::store_suite!(make);
+//! ```
+//!
+//! `make` returns `None` when the backend cannot run here (the test is then skipped); it
+//! must panic instead where skipping is not allowed (CI). Every case gets its own store.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+
+use provisor_domain::csv;
+use provisor_domain::model::*;
+use provisor_domain::{Invalid, Mac};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::{ImportSummary, Page, PageRequest, Result, Store, StoreError};
+
+/// Expands to one `#[tokio::test]` per case of the suite, each on a store from `$make`
+/// (`async fn() -> Option<Arc<dyn Store>>`; `None` skips). The list below is the only list
+/// of cases: a case missing here does not run, a name here without a function does not
+/// compile.
+#[macro_export]
+macro_rules! store_suite {
+    ($make:path) => {
+        $crate::store_suite!(@cases $make;
+            domain_crud,
+            domain_pagination,
+            category_crud,
+            user_crud,
+            account_crud,
+            account_in_use,
+            device_crud,
+            device_references_are_checked,
+            device_list_filters_and_pages,
+            tenant_isolation,
+            deleted_domain_leaves_nothing_behind,
+            settings_round_trip,
+            tokens,
+            audit_device_history,
+            audit_never_holds_secrets,
+            import_creates_then_changes_nothing,
+            import_is_all_or_nothing,
+            import_refuses_mac_of_other_domain,
+            export_round_trip,
+            meta,
+            concurrent_creates_of_distinct_macs,
+            concurrent_creates_of_one_mac,
+        );
+    };
+    (@cases $make:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(store) = $make().await else { return };
+                $crate::suite::$case(store).await;
+            }
+        )+
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn actor() -> Actor {
+    Actor("test".into())
+}
+
+/// Builds an input the way the API does: from JSON.
+fn input<T: DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap_or_else(|e| panic!("test input does not deserialize: {e}"))
+}
+
+fn mac(s: &str) -> Mac {
+    Mac::parse(s).unwrap()
+}
+
+fn all() -> PageRequest {
+    PageRequest {
+        limit: PageRequest::MAX_LIMIT,
+        after: None,
+    }
+}
+
+fn obj(v: Value) -> provisor_domain::settings::Settings {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+async fn new_domain(s: &dyn Store, name: &str) -> Domain {
+    let new: NewDomain = input(json!({ "name": name }));
+    s.create_domain(&actor(), &new.validate().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn new_category(s: &dyn Store, d: DomainId, name: &str) -> Category {
+    let new: NewCategory = input(json!({ "name": name }));
+    s.create_category(&actor(), d, &new.validate().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn new_user(s: &dyn Store, d: DomainId, username: &str) -> User {
+    let new: NewUser = input(json!({ "username": username }));
+    s.create_user(&actor(), d, &new.validate().unwrap(), None)
+        .await
+        .unwrap()
+}
+
+fn account_input(sip_user: &str, password: &str) -> NewSipAccount {
+    let new: NewSipAccount = input(json!({ "sip_user": sip_user, "password": password }));
+    new.validate().unwrap()
+}
+
+async fn new_account(
+    s: &dyn Store,
+    d: DomainId,
+    username: &str,
+    sip_user: &str,
+    password: &str,
+) -> SipAccount {
+    s.create_account(&actor(), d, username, &account_input(sip_user, password))
+        .await
+        .unwrap()
+}
+
+fn device_input(v: Value) -> NewDevice {
+    let new: NewDevice = input(v);
+    new.validate().unwrap()
+}
+
+async fn new_device(s: &dyn Store, d: DomainId, v: Value) -> Device {
+    s.create_device(&actor(), d, &device_input(v))
+        .await
+        .unwrap()
+}
+
+fn device_patch(v: Value) -> DevicePatch {
+    let p: DevicePatch = input(v);
+    p.validate().unwrap()
+}
+
+/// `(position, sip_user)` of each line, in order.
+fn lines(d: &Device) -> Vec<(u32, String)> {
+    d.lines
+        .iter()
+        .map(|l| (l.position, l.sip_user.clone()))
+        .collect()
+}
+
+fn macs(devices: &[Device]) -> Vec<String> {
+    devices.iter().map(|d| d.mac.to_string()).collect()
+}
+
+#[track_caller]
+fn expect_not_found<T: Debug>(r: Result<T>, what: &str) {
+    match r {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_conflict<T: Debug>(r: Result<T>, what: &str) -> String {
+    match r {
+        Err(StoreError::Conflict(m)) => m,
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_invalid<T: Debug>(r: Result<T>, field: &str, what: &str) -> Invalid {
+    match r {
+        Err(StoreError::Invalid(i)) if i.field == field => i,
+        other => panic!("{what}: expected Invalid naming '{field}', got {other:?}"),
+    }
+}
+
+/// Follows `next` from the first page to the last; returns the items and the page sizes.
+async fn collect_pages<T, F, Fut>(limit: u32, mut fetch: F) -> (Vec<T>, Vec<usize>)
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = Result<Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut sizes = Vec::new();
+    let mut req = PageRequest { limit, after: None };
+    for _ in 0..1000 {
+        let page = fetch(req).await.unwrap();
+        assert!(
+            page.items.len() <= limit as usize,
+            "a page holds at most `limit` items"
+        );
+        sizes.push(page.items.len());
+        items.extend(page.items);
+        match page.next {
+            Some(next) => req.after = Some(next),
+            None => return (items, sizes),
+        }
+    }
+    panic!("pagination does not end");
+}
+
+/// Parses and imports a CSV text.
+async fn import_csv(s: &dyn Store, d: DomainId, text: &str) -> Result<ImportSummary> {
+    let plan =
+        csv::parse(text.as_bytes()).unwrap_or_else(|e| panic!("test CSV does not parse: {e:?}"));
+    s.import(&actor(), d, &plan).await
+}
+
+async fn account_by_sip_user(s: &dyn Store, d: DomainId, sip_user: &str) -> SipAccount {
+    let accounts = s.list_accounts(d, None, all()).await.unwrap().items;
+    accounts
+        .into_iter()
+        .find(|a| a.sip_user == sip_user)
+        .unwrap_or_else(|| panic!("no SIP account '{sip_user}'"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Domains and categories
+
+pub async fn domain_crud(s: Arc<dyn Store>) {
+    let s = &*s;
+    let settings = json!({"ntp": {"server": "pool.ntp.org", "interval": 60}, "lang": "de"});
+    let new: NewDomain =
+        input(json!({"name": "Acme.Example", "description": "Acme Inc.", "settings": settings}));
+    let created = s
+        .create_domain(&actor(), &new.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(created.name, "acme.example");
+    assert_eq!(created.description, "Acme Inc.");
+    assert_eq!(Value::Object(created.settings.clone()), settings);
+    assert_eq!(s.domain("acme.example").await.unwrap(), created);
+    assert_eq!(s.domain_by_id(created.id).await.unwrap(), created);
+
+    let dup: NewDomain = input(json!({"name": "ACME.example"}));
+    let msg = expect_conflict(
+        s.create_domain(&actor(), &dup.validate().unwrap()).await,
+        "a second domain of the same name",
+    );
+    assert!(
+        msg.contains("acme.example"),
+        "the conflict names the domain: {msg}"
+    );
+
+    let patch: DomainPatch = input(json!({"description": "Acme GmbH"}));
+    let updated = s
+        .update_domain(&actor(), created.id, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(updated.description, "Acme GmbH");
+    assert_eq!(
+        Value::Object(updated.settings.clone()),
+        settings,
+        "a patch without settings keeps them"
+    );
+    assert_eq!(
+        (updated.id, &updated.name, updated.created_at),
+        (created.id, &created.name, created.created_at)
+    );
+    let patch: DomainPatch = input(json!({"settings": {"lang": "fr"}}));
+    let updated = s
+        .update_domain(&actor(), created.id, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(updated.settings.clone()),
+        json!({"lang": "fr"})
+    );
+    assert_eq!(
+        updated.description, "Acme GmbH",
+        "a patch without description keeps it"
+    );
+    assert_eq!(s.domain("acme.example").await.unwrap(), updated);
+    assert_eq!(s.domain_by_id(created.id).await.unwrap(), updated);
+
+    expect_not_found(s.domain("nope.example").await, "domain by unknown name");
+    let missing = DomainId(created.id.0 + 1000);
+    expect_not_found(s.domain_by_id(missing).await, "domain by unknown id");
+    expect_not_found(
+        s.update_domain(&actor(), missing, &DomainPatch::default())
+            .await,
+        "update of unknown domain",
+    );
+    expect_not_found(
+        s.delete_domain(&actor(), missing).await,
+        "delete of unknown domain",
+    );
+
+    // A domain goes with everything it holds, devices with lines included.
+    let d = created.id;
+    new_category(s, d, "Desk").await;
+    new_user(s, d, "alice").await;
+    new_account(s, d, "alice", "100", "pw").await;
+    new_device(
+        s,
+        d,
+        json!({"mac": "001565aabbcc", "category": "Desk", "user": "alice", "lines": ["100"]}),
+    )
+    .await;
+    s.delete_domain(&actor(), d).await.unwrap();
+    expect_not_found(s.domain("acme.example").await, "deleted domain by name");
+    expect_not_found(s.domain_by_id(d).await, "deleted domain by id");
+    expect_not_found(s.delete_domain(&actor(), d).await, "second delete");
+    assert!(s.list_domains(all()).await.unwrap().items.is_empty());
+
+    // Its name and its devices' MACs are free again.
+    let other = new_domain(s, "other.example").await;
+    new_device(s, other.id, json!({"mac": "00:15:65:aa:bb:cc"})).await;
+    let again = new_domain(s, "acme.example").await;
+    assert!(
+        s.list_users(again.id, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_categories(again.id, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+pub async fn domain_pagination(s: Arc<dyn Store>) {
+    let s = &*s;
+    let names = [
+        "d1.example",
+        "d2.example",
+        "d3.example",
+        "d4.example",
+        "d5.example",
+    ];
+    for n in names {
+        new_domain(s, n).await;
+    }
+    let (items, sizes) = collect_pages(2, |p| s.list_domains(p)).await;
+    let seen: Vec<&str> = items.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(seen, names, "every domain once, in creation order");
+    assert_eq!(sizes, [2, 2, 1]);
+
+    let exact = s
+        .list_domains(PageRequest {
+            limit: 5,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(exact.items.len(), 5);
+    assert_eq!(exact.next, None, "a page that holds the rest has no next");
+    let (items, sizes) = collect_pages(1, |p| s.list_domains(p)).await;
+    assert_eq!(items.len(), 5);
+    assert_eq!(sizes, [1, 1, 1, 1, 1]);
+}
+
+pub async fn category_crud(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+
+    let new: NewCategory =
+        input(json!({"name": " Sales ", "provisioning": true, "settings": {"ringtone": "ring3"}}));
+    let sales = s
+        .create_category(&actor(), a, &new.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(sales.name, "Sales");
+    assert!(sales.provisioning);
+    assert_eq!(
+        Value::Object(sales.settings.clone()),
+        json!({"ringtone": "ring3"})
+    );
+    let lab = new_category(s, a, "Lab").await;
+    assert!(!lab.provisioning, "provisioning defaults to off");
+    assert_eq!(s.category(a, "Sales").await.unwrap(), sales);
+
+    let listed = s.list_categories(a, all()).await.unwrap();
+    assert_eq!(listed.items, [sales.clone(), lab.clone()]);
+    assert_eq!(listed.next, None);
+
+    let new: NewCategory = input(json!({"name": "Sales"}));
+    expect_conflict(
+        s.create_category(&actor(), a, &new.clone().validate().unwrap())
+            .await,
+        "same category name in one domain",
+    );
+    let in_b = s
+        .create_category(&actor(), b, &new.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        in_b.name, "Sales",
+        "the same name in another domain is fine"
+    );
+
+    // A device in the category follows its renames and is left without it on delete.
+    new_device(s, a, json!({"mac": "001565000001", "category": "Sales"})).await;
+
+    let patch: CategoryPatch = input(json!({"name": "Sales EU", "provisioning": false}));
+    let renamed = s
+        .update_category(&actor(), a, "Sales", &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(renamed.id, sales.id);
+    assert_eq!(renamed.name, "Sales EU");
+    assert!(!renamed.provisioning);
+    assert_eq!(
+        renamed.settings, sales.settings,
+        "a patch without settings keeps them"
+    );
+    expect_not_found(s.category(a, "Sales").await, "old name after rename");
+    assert_eq!(s.category(a, "Sales EU").await.unwrap(), renamed);
+    assert_eq!(
+        s.category(b, "Sales").await.unwrap(),
+        in_b,
+        "the other domain's category is untouched"
+    );
+    assert_eq!(
+        s.device(a, mac("001565000001"))
+            .await
+            .unwrap()
+            .category
+            .as_deref(),
+        Some("Sales EU")
+    );
+
+    let patch: CategoryPatch = input(json!({"provisioning": true}));
+    let toggled = s
+        .update_category(&actor(), a, "Sales EU", &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert!(toggled.provisioning);
+    assert_eq!(toggled.name, "Sales EU");
+
+    let patch: CategoryPatch = input(json!({"name": "Sales EU"}));
+    expect_conflict(
+        s.update_category(&actor(), a, "Lab", &patch.validate().unwrap())
+            .await,
+        "rename onto a taken name",
+    );
+    assert_eq!(
+        s.category(a, "Lab").await.unwrap(),
+        lab,
+        "a refused rename changes nothing"
+    );
+
+    s.delete_category(&actor(), a, "Sales EU").await.unwrap();
+    expect_not_found(s.category(a, "Sales EU").await, "deleted category");
+    assert_eq!(
+        s.device(a, mac("001565000001")).await.unwrap().category,
+        None
+    );
+    assert_eq!(s.list_categories(a, all()).await.unwrap().items, [lab]);
+
+    expect_not_found(
+        s.delete_category(&actor(), a, "Sales EU").await,
+        "second delete",
+    );
+    expect_not_found(
+        s.update_category(&actor(), a, "Nope", &CategoryPatch::default())
+            .await,
+        "update of unknown category",
+    );
+    expect_not_found(s.category(a, "Nope").await, "unknown category");
+}
+
+// ---------------------------------------------------------------------------------------
+// Users and SIP accounts
+
+pub async fn user_crud(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+    let hash1 = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaDE";
+    let hash2 = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaDI";
+
+    let new: NewUser = input(json!({
+        "username": "alice", "display_name": "Alice A", "email": "alice@example.com",
+        "password": "portal-password", "settings": {"lang": "de"}
+    }));
+    let new = new.validate().unwrap();
+    let alice = s.create_user(&actor(), a, &new, Some(hash1)).await.unwrap();
+    assert_eq!(alice.username, "alice");
+    assert_eq!(alice.display_name, "Alice A");
+    assert_eq!(alice.email, "alice@example.com");
+    assert!(alice.enabled);
+    assert!(alice.has_password);
+    assert_eq!(
+        s.user_password_hash(a, "alice").await.unwrap().as_deref(),
+        Some(hash1)
+    );
+    assert_eq!(s.user(a, "alice").await.unwrap(), alice);
+
+    let bob = new_user(s, a, "bob").await;
+    assert!(!bob.has_password);
+    assert_eq!(s.user_password_hash(a, "bob").await.unwrap(), None);
+
+    expect_conflict(
+        s.create_user(&actor(), a, &new, None).await,
+        "same username in one domain",
+    );
+    let alice_b = s.create_user(&actor(), b, &new, None).await.unwrap();
+    assert!(
+        !alice_b.has_password,
+        "the other domain's alice has her own (no) password"
+    );
+    assert_eq!(
+        s.user_password_hash(a, "alice").await.unwrap().as_deref(),
+        Some(hash1)
+    );
+
+    let patch: UserPatch = input(json!({"display_name": "Alice Z", "email": "", "enabled": false}));
+    let updated = s
+        .update_user(&actor(), a, "alice", &patch.validate().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(updated.display_name, "Alice Z");
+    assert_eq!(updated.email, "");
+    assert!(!updated.enabled);
+    assert!(
+        updated.has_password,
+        "an update without a hash keeps the password"
+    );
+    assert_eq!(updated.settings, alice.settings);
+    assert_eq!(
+        s.user_password_hash(a, "alice").await.unwrap().as_deref(),
+        Some(hash1)
+    );
+    assert_eq!(s.user(a, "alice").await.unwrap(), updated);
+
+    let updated = s
+        .update_user(&actor(), a, "alice", &UserPatch::default(), Some(hash2))
+        .await
+        .unwrap();
+    assert!(updated.has_password);
+    assert_eq!(
+        updated.display_name, "Alice Z",
+        "an empty patch changes no field"
+    );
+    assert_eq!(
+        s.user_password_hash(a, "alice").await.unwrap().as_deref(),
+        Some(hash2)
+    );
+    let bob2 = s
+        .update_user(&actor(), a, "bob", &UserPatch::default(), Some(hash1))
+        .await
+        .unwrap();
+    assert!(bob2.has_password);
+    assert_eq!(
+        s.user_password_hash(a, "bob").await.unwrap().as_deref(),
+        Some(hash1)
+    );
+
+    let names: Vec<String> = s
+        .list_users(a, all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let (paged, sizes) = collect_pages(1, |p| s.list_users(a, p)).await;
+    assert_eq!(
+        paged
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    assert_eq!(sizes, [1, 1]);
+
+    // A deleted user's devices stay, without owner.
+    new_device(s, a, json!({"mac": "001565000002", "user": "bob"})).await;
+    s.delete_user(&actor(), a, "bob").await.unwrap();
+    expect_not_found(s.user(a, "bob").await, "deleted user");
+    expect_not_found(s.user_password_hash(a, "bob").await, "hash of deleted user");
+    assert_eq!(s.device(a, mac("001565000002")).await.unwrap().user, None);
+    let names: Vec<String> = s
+        .list_users(a, all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice"]);
+
+    expect_not_found(s.user(a, "nobody").await, "unknown user");
+    expect_not_found(
+        s.update_user(&actor(), a, "nobody", &UserPatch::default(), None)
+            .await,
+        "update of unknown user",
+    );
+    expect_not_found(
+        s.delete_user(&actor(), a, "nobody").await,
+        "delete of unknown user",
+    );
+    expect_not_found(
+        s.user_password_hash(a, "nobody").await,
+        "hash of unknown user",
+    );
+}
+
+/// Characters that break naive XML, shell, SQL or JSON handling, plus non-ASCII.
+const TRICKY_PASSWORD: &str = "Zq7-s3cr3t<&>\"'`;\\ ü€🎉";
+const TRICKY_PASSWORD_2: &str = "Xv9-n3w<p&ss>\"'ß";
+
+pub async fn account_crud(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+    new_user(s, a, "alice").await;
+    new_user(s, a, "bob").await;
+    new_user(s, b, "carol").await;
+
+    let new: NewSipAccount = input(json!({
+        "sip_user": "100", "auth_user": "a100", "password": TRICKY_PASSWORD, "display_name": "Alice Desk",
+        "registrar": "sip.example.com:5061", "outbound_proxy": "proxy.example.com", "transport": "tls",
+        "options": {"srtp": "mandatory", "codecs": ["g722", "pcma"]}
+    }));
+    let acc = s
+        .create_account(&actor(), a, "alice", &new.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(acc.user, "alice");
+    assert_eq!(acc.sip_user, "100");
+    assert_eq!(acc.auth_user, "a100");
+    assert_eq!(acc.display_name, "Alice Desk");
+    assert_eq!(acc.registrar, "sip.example.com:5061");
+    assert_eq!(acc.outbound_proxy, "proxy.example.com");
+    assert_eq!(acc.transport, Transport::Tls);
+    assert_eq!(
+        Value::Object(acc.options.clone()),
+        json!({"srtp": "mandatory", "codecs": ["g722", "pcma"]})
+    );
+    assert_eq!(s.account(a, acc.id).await.unwrap(), acc);
+    assert_eq!(
+        s.account_password(a, acc.id).await.unwrap().expose(),
+        TRICKY_PASSWORD
+    );
+
+    let bob_acc = new_account(s, a, "bob", "200", "bob-pw").await;
+    assert_eq!(
+        bob_acc.transport,
+        Transport::Udp,
+        "transport defaults to udp"
+    );
+    assert_eq!(
+        s.account_password(a, bob_acc.id).await.unwrap().expose(),
+        "bob-pw"
+    );
+
+    // The password never leaves the store except through account_password.
+    let listed = s.list_accounts(a, None, all()).await.unwrap();
+    for text in [
+        serde_json::to_string(&acc).unwrap(),
+        serde_json::to_string(&listed.items).unwrap(),
+    ] {
+        assert!(
+            !text.contains("Zq7-s3cr3t"),
+            "an account serializes without its password: {text}"
+        );
+        assert!(!text.contains(TRICKY_PASSWORD));
+        assert!(!text.contains("bob-pw"));
+    }
+
+    expect_conflict(
+        s.create_account(&actor(), a, "bob", &account_input("100", "x"))
+            .await,
+        "same sip_user in one domain",
+    );
+    let in_b = s
+        .create_account(&actor(), b, "carol", &account_input("100", "carol-pw"))
+        .await
+        .unwrap();
+    assert_eq!(
+        in_b.user, "carol",
+        "the same sip_user in another domain is fine"
+    );
+    assert_eq!(
+        s.account_password(a, acc.id).await.unwrap().expose(),
+        TRICKY_PASSWORD
+    );
+    expect_not_found(
+        s.create_account(&actor(), a, "nobody", &account_input("300", "x"))
+            .await,
+        "account for unknown user",
+    );
+
+    assert_eq!(listed.items, [acc.clone(), bob_acc.clone()]);
+    let of_alice = s
+        .list_accounts(a, Some("alice"), all())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(of_alice, std::slice::from_ref(&acc));
+    let of_bob = s.list_accounts(a, Some("bob"), all()).await.unwrap().items;
+    assert_eq!(of_bob, std::slice::from_ref(&bob_acc));
+    assert!(
+        s.list_accounts(a, Some("nobody"), all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let (paged, sizes) = collect_pages(1, |p| s.list_accounts(a, None, p)).await;
+    assert_eq!(paged, [acc.clone(), bob_acc.clone()]);
+    assert_eq!(sizes, [1, 1]);
+
+    let patch: SipAccountPatch = input(json!({
+        "sip_user": "110", "display_name": "Alice Phone", "transport": "udp", "registrar": "",
+        "options": {"srtp": "off"}, "password": TRICKY_PASSWORD_2
+    }));
+    let updated = s
+        .update_account(&actor(), a, acc.id, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(updated.id, acc.id);
+    assert_eq!(updated.sip_user, "110");
+    assert_eq!(updated.display_name, "Alice Phone");
+    assert_eq!(updated.transport, Transport::Udp);
+    assert_eq!(updated.registrar, "", "an empty registrar clears it");
+    assert_eq!(
+        updated.auth_user, "a100",
+        "fields not in the patch are kept"
+    );
+    assert_eq!(updated.outbound_proxy, "proxy.example.com");
+    assert_eq!(
+        Value::Object(updated.options.clone()),
+        json!({"srtp": "off"})
+    );
+    assert_eq!(s.account(a, acc.id).await.unwrap(), updated);
+    assert_eq!(
+        s.account_password(a, acc.id).await.unwrap().expose(),
+        TRICKY_PASSWORD_2
+    );
+
+    let patch: SipAccountPatch = input(json!({"auth_user": ""}));
+    let updated = s
+        .update_account(&actor(), a, acc.id, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(updated.auth_user, "");
+    assert_eq!(
+        s.account_password(a, acc.id).await.unwrap().expose(),
+        TRICKY_PASSWORD_2,
+        "an update without a password keeps it"
+    );
+
+    let patch: SipAccountPatch = input(json!({"sip_user": "200"}));
+    expect_conflict(
+        s.update_account(&actor(), a, acc.id, &patch.validate().unwrap())
+            .await,
+        "rename onto a taken sip_user",
+    );
+    assert_eq!(s.account(a, acc.id).await.unwrap().sip_user, "110");
+
+    s.delete_account(&actor(), a, acc.id).await.unwrap();
+    expect_not_found(s.account(a, acc.id).await, "deleted account");
+    expect_not_found(
+        s.account_password(a, acc.id).await,
+        "password of deleted account",
+    );
+    expect_not_found(s.delete_account(&actor(), a, acc.id).await, "second delete");
+    expect_not_found(
+        s.update_account(&actor(), a, acc.id, &SipAccountPatch::default())
+            .await,
+        "update of deleted account",
+    );
+    assert_eq!(
+        s.list_accounts(a, None, all()).await.unwrap().items,
+        [bob_acc]
+    );
+
+    // Deleting a user takes their accounts along.
+    s.delete_user(&actor(), a, "bob").await.unwrap();
+    assert!(
+        s.list_accounts(a, None, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+pub async fn account_in_use(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    new_user(s, a, "alice").await;
+    let acc = new_account(s, a, "alice", "100", "pw").await;
+    let m = mac("001565aabbcc");
+    new_device(s, a, json!({"mac": m, "lines": ["100"]})).await;
+
+    expect_conflict(
+        s.delete_account(&actor(), a, acc.id).await,
+        "delete of an account that is a line",
+    );
+    assert_eq!(
+        s.account(a, acc.id).await.unwrap(),
+        acc,
+        "the refused delete changes nothing"
+    );
+    assert_eq!(s.account_password(a, acc.id).await.unwrap().expose(), "pw");
+    expect_conflict(
+        s.delete_user(&actor(), a, "alice").await,
+        "delete of a user whose account is a line",
+    );
+    s.user(a, "alice").await.unwrap();
+    assert_eq!(
+        lines(&s.device(a, m).await.unwrap()),
+        [(1, "100".to_owned())]
+    );
+
+    s.update_device(&actor(), a, m, &device_patch(json!({"lines": []})))
+        .await
+        .unwrap();
+    s.delete_account(&actor(), a, acc.id).await.unwrap();
+    expect_not_found(s.account(a, acc.id).await, "account deleted once free");
+    s.delete_user(&actor(), a, "alice").await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Devices
+
+pub async fn device_crud(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+    new_category(s, a, "Desk").await;
+    new_user(s, a, "alice").await;
+    new_user(s, a, "bob").await;
+    let a100 = new_account(s, a, "alice", "100", "pw100").await;
+    let a101 = new_account(s, a, "alice", "101", "pw101").await;
+
+    let created = new_device(
+        s,
+        a,
+        json!({
+            "mac": "00:15:65:AA:BB:CC", "vendor": "Yealink", "model": "T54W", "category": "Desk",
+            "user": "alice", "lines": ["101", "100"], "settings": {"volume": 5}
+        }),
+    )
+    .await;
+    let m = mac("001565aabbcc");
+    assert_eq!(created.mac, m);
+    assert_eq!(created.mac.to_string(), "001565aabbcc");
+    assert_eq!(created.vendor, "yealink");
+    assert_eq!(created.model, "T54W");
+    assert_eq!(created.state, DeviceState::Added);
+    assert_eq!(created.category.as_deref(), Some("Desk"));
+    assert_eq!(created.user.as_deref(), Some("alice"));
+    assert_eq!(
+        lines(&created),
+        [(1, "101".to_owned()), (2, "100".to_owned())],
+        "lines keep the given order"
+    );
+    assert_eq!(
+        created
+            .lines
+            .iter()
+            .map(|l| l.account_id)
+            .collect::<Vec<_>>(),
+        [a101.id, a100.id]
+    );
+    assert_eq!(created.first_contact, None);
+    assert_eq!(
+        Value::Object(created.settings.clone()),
+        json!({"volume": 5})
+    );
+    assert_eq!(s.device(a, m).await.unwrap(), created);
+    assert_eq!(
+        s.device(a, mac("00-15-65-aa-bb-cc")).await.unwrap(),
+        created,
+        "any MAC spelling finds it"
+    );
+
+    expect_conflict(
+        s.create_device(&actor(), a, &device_input(json!({"mac": "001565AABBCC"})))
+            .await,
+        "same MAC in the domain",
+    );
+    let msg = expect_conflict(
+        s.create_device(&actor(), b, &device_input(json!({"mac": "0015.65aa.bbcc"})))
+            .await,
+        "same MAC in another domain",
+    );
+    assert!(
+        msg.contains("001565aabbcc"),
+        "the conflict names the MAC: {msg}"
+    );
+    expect_not_found(
+        s.device(b, m).await,
+        "the refused device in the other domain",
+    );
+
+    let patch =
+        device_patch(json!({"lines": ["100", "101"], "category": null, "state": "provisioned"}));
+    let updated = s.update_device(&actor(), a, m, &patch).await.unwrap();
+    assert_eq!(
+        lines(&updated),
+        [(1, "100".to_owned()), (2, "101".to_owned())]
+    );
+    assert_eq!(updated.category, None, "null clears the category");
+    assert_eq!(updated.state, DeviceState::Provisioned);
+    assert_eq!(
+        updated.user.as_deref(),
+        Some("alice"),
+        "fields not in the patch are kept"
+    );
+    assert_eq!(
+        (updated.vendor.as_str(), updated.model.as_str()),
+        ("yealink", "T54W")
+    );
+    assert_eq!(updated.settings, created.settings);
+    assert_eq!(
+        (updated.id, updated.created_at),
+        (created.id, created.created_at)
+    );
+    assert_eq!(s.device(a, m).await.unwrap(), updated);
+
+    let patch =
+        device_patch(json!({"user": "bob", "category": "Desk", "model": "T57W", "lines": ["101"]}));
+    let updated = s.update_device(&actor(), a, m, &patch).await.unwrap();
+    assert_eq!(updated.user.as_deref(), Some("bob"));
+    assert_eq!(updated.category.as_deref(), Some("Desk"));
+    assert_eq!(updated.model, "T57W");
+    assert_eq!(lines(&updated), [(1, "101".to_owned())]);
+    assert_eq!(updated.state, DeviceState::Provisioned);
+
+    let patch = device_patch(json!({"user": null, "lines": [], "state": "disabled"}));
+    let updated = s.update_device(&actor(), a, m, &patch).await.unwrap();
+    assert_eq!(updated.user, None, "null clears the owner");
+    assert!(updated.lines.is_empty());
+    assert_eq!(updated.state, DeviceState::Disabled);
+    assert_eq!(updated.category.as_deref(), Some("Desk"));
+    assert_eq!(s.device(a, m).await.unwrap(), updated);
+
+    s.delete_device(&actor(), a, m).await.unwrap();
+    expect_not_found(s.device(a, m).await, "deleted device");
+    expect_not_found(s.delete_device(&actor(), a, m).await, "second delete");
+    expect_not_found(
+        s.update_device(&actor(), a, m, &DevicePatch::default())
+            .await,
+        "update of deleted device",
+    );
+    assert!(
+        s.list_devices(a, &DeviceFilter::default(), all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // The MAC is free again, in any domain.
+    new_device(s, b, json!({"mac": "001565aabbcc"})).await;
+}
+
+pub async fn device_references_are_checked(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    new_category(s, a, "Desk").await;
+    new_user(s, a, "alice").await;
+    new_account(s, a, "alice", "100", "pw").await;
+    let m = mac("001565aabbcc");
+
+    let i = expect_invalid(
+        s.create_device(
+            &actor(),
+            a,
+            &device_input(json!({"mac": m, "category": "Nope", "user": "alice"})),
+        )
+        .await,
+        "category",
+        "unknown category",
+    );
+    assert!(i.reason.contains("Nope"), "{i}");
+    expect_invalid(
+        s.create_device(
+            &actor(),
+            a,
+            &device_input(json!({"mac": m, "user": "nobody"})),
+        )
+        .await,
+        "user",
+        "unknown user",
+    );
+    let i = expect_invalid(
+        s.create_device(
+            &actor(),
+            a,
+            &device_input(json!({"mac": m, "lines": ["100", "999"]})),
+        )
+        .await,
+        "lines",
+        "unknown line account",
+    );
+    assert!(i.reason.contains("999"), "{i}");
+    expect_invalid(
+        s.create_device(
+            &actor(),
+            a,
+            &device_input(json!({"mac": m, "lines": ["100", "100"]})),
+        )
+        .await,
+        "lines",
+        "repeated line account",
+    );
+    expect_not_found(
+        s.device(a, m).await,
+        "nothing is created by a refused create",
+    );
+
+    let before = new_device(
+        s,
+        a,
+        json!({"mac": m, "category": "Desk", "user": "alice", "lines": ["100"]}),
+    )
+    .await;
+    for (patch, field) in [
+        (json!({"category": "Nope", "state": "disabled"}), "category"),
+        (json!({"user": "nobody", "model": "X"}), "user"),
+        (
+            json!({"lines": ["999"], "state": "disabled", "model": "X"}),
+            "lines",
+        ),
+        (json!({"lines": ["100", "100"]}), "lines"),
+    ] {
+        let r = s
+            .update_device(&actor(), a, m, &device_patch(patch.clone()))
+            .await;
+        expect_invalid(r, field, &format!("patch {patch}"));
+        assert_eq!(
+            s.device(a, m).await.unwrap(),
+            before,
+            "a refused patch {patch} changes nothing"
+        );
+    }
+}
+
+pub async fn device_list_filters_and_pages(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    new_category(s, a, "Desk").await;
+    new_category(s, a, "Lab").await;
+    new_user(s, a, "alice").await;
+    new_user(s, a, "bob").await;
+    new_account(s, a, "alice", "100", "pw").await;
+    new_account(s, a, "bob", "200", "pw").await;
+
+    let m1 = "001565000001";
+    let m2 = "001565000002";
+    let m3 = "001565000003";
+    let m4 = "001565000004";
+    let m5 = "001565000005";
+    new_device(
+        s,
+        a,
+        json!({"mac": m1, "category": "Desk", "user": "alice", "lines": ["100", "200"]}),
+    )
+    .await;
+    new_device(
+        s,
+        a,
+        json!({"mac": m2, "category": "Lab", "user": "bob", "lines": ["200"]}),
+    )
+    .await;
+    new_device(s, a, json!({"mac": m3, "category": "Desk", "user": "bob"})).await;
+    new_device(s, a, json!({"mac": m4})).await;
+    new_device(
+        s,
+        a,
+        json!({"mac": m5, "category": "Desk", "user": "alice"}),
+    )
+    .await;
+    s.update_device(
+        &actor(),
+        a,
+        mac(m5),
+        &device_patch(json!({"state": "disabled"})),
+    )
+    .await
+    .unwrap();
+
+    let list = |f: Value| async move {
+        let filter: DeviceFilter = input(f);
+        macs(&s.list_devices(a, &filter, all()).await.unwrap().items)
+    };
+    assert_eq!(list(json!({})).await, [m1, m2, m3, m4, m5]);
+    assert_eq!(list(json!({"mac": "00:15:65:00:00:02"})).await, [m2]);
+    assert_eq!(
+        list(json!({"mac": "001565000009"})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(list(json!({"user": "alice"})).await, [m1, m5]);
+    assert_eq!(list(json!({"category": "Desk"})).await, [m1, m3, m5]);
+    assert_eq!(list(json!({"state": "disabled"})).await, [m5]);
+    assert_eq!(list(json!({"state": "added"})).await, [m1, m2, m3, m4]);
+    assert_eq!(
+        list(json!({"state": "provisioned"})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(list(json!({"user": "bob", "category": "Desk"})).await, [m3]);
+    assert_eq!(list(json!({"user": "nobody"})).await, Vec::<String>::new());
+
+    // Lists carry each device's lines, in order.
+    let all_devices = s
+        .list_devices(a, &DeviceFilter::default(), all())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        lines(&all_devices[0]),
+        [(1, "100".to_owned()), (2, "200".to_owned())]
+    );
+    assert_eq!(lines(&all_devices[1]), [(1, "200".to_owned())]);
+    assert!(all_devices[2].lines.is_empty());
+    for d in &all_devices {
+        assert_eq!(
+            &s.device(a, d.mac).await.unwrap(),
+            d,
+            "a listed device equals the one fetched"
+        );
+    }
+
+    let everything = DeviceFilter::default();
+    let (items, sizes) = collect_pages(2, |p| s.list_devices(a, &everything, p)).await;
+    assert_eq!(macs(&items), [m1, m2, m3, m4, m5]);
+    assert_eq!(sizes, [2, 2, 1]);
+    let desk: DeviceFilter = input(json!({"category": "Desk"}));
+    let (items, sizes) = collect_pages(2, |p| s.list_devices(a, &desk, p)).await;
+    assert_eq!(macs(&items), [m1, m3, m5]);
+    assert_eq!(sizes, [2, 1]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Tenants
+
+pub async fn tenant_isolation(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+    new_category(s, a, "Desk").await;
+    let new: NewUser = input(json!({"username": "alice"}));
+    s.create_user(&actor(), a, &new.validate().unwrap(), Some("hash-of-alice"))
+        .await
+        .unwrap();
+    let acc = new_account(s, a, "alice", "100", "alice-pw").await;
+    let m = mac("001565aabbcc");
+    let dev = new_device(
+        s,
+        a,
+        json!({"mac": m, "category": "Desk", "user": "alice", "lines": ["100"]}),
+    )
+    .await;
+    // B has its own objects, so its lists are not trivially empty.
+    new_category(s, b, "Lab").await;
+    new_user(s, b, "carol").await;
+    new_account(s, b, "carol", "900", "carol-pw").await;
+    new_device(
+        s,
+        b,
+        json!({"mac": "001565bbbbbb", "category": "Lab", "user": "carol", "lines": ["900"]}),
+    )
+    .await;
+
+    expect_not_found(s.category(b, "Desk").await, "category");
+    expect_not_found(
+        s.update_category(&actor(), b, "Desk", &CategoryPatch::default())
+            .await,
+        "update_category",
+    );
+    expect_not_found(
+        s.delete_category(&actor(), b, "Desk").await,
+        "delete_category",
+    );
+    expect_not_found(s.user(b, "alice").await, "user");
+    let patch: UserPatch = input(json!({"display_name": "Mallory"}));
+    expect_not_found(
+        s.update_user(&actor(), b, "alice", &patch.validate().unwrap(), Some("x"))
+            .await,
+        "update_user",
+    );
+    expect_not_found(s.delete_user(&actor(), b, "alice").await, "delete_user");
+    expect_not_found(s.user_password_hash(b, "alice").await, "user_password_hash");
+    expect_not_found(
+        s.create_account(&actor(), b, "alice", &account_input("555", "x"))
+            .await,
+        "create_account for A's user",
+    );
+    expect_not_found(s.account(b, acc.id).await, "account");
+    let patch: SipAccountPatch = input(json!({"password": "stolen"}));
+    expect_not_found(
+        s.update_account(&actor(), b, acc.id, &patch.validate().unwrap())
+            .await,
+        "update_account",
+    );
+    expect_not_found(
+        s.delete_account(&actor(), b, acc.id).await,
+        "delete_account",
+    );
+    expect_not_found(s.account_password(b, acc.id).await, "account_password");
+    expect_not_found(s.device(b, m).await, "device");
+    expect_not_found(
+        s.update_device(&actor(), b, m, &device_patch(json!({"state": "disabled"})))
+            .await,
+        "update_device",
+    );
+    expect_not_found(s.delete_device(&actor(), b, m).await, "delete_device");
+
+    let cats: Vec<String> = s
+        .list_categories(b, all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(cats, ["Lab"]);
+    let users: Vec<String> = s
+        .list_users(b, all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(users, ["carol"]);
+    let accounts: Vec<String> = s
+        .list_accounts(b, None, all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.sip_user)
+        .collect();
+    assert_eq!(accounts, ["900"]);
+    assert!(
+        s.list_accounts(b, Some("alice"), all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        macs(
+            &s.list_devices(b, &DeviceFilter::default(), all())
+                .await
+                .unwrap()
+                .items
+        ),
+        ["001565bbbbbb"]
+    );
+    for f in [
+        json!({"mac": m}),
+        json!({"user": "alice"}),
+        json!({"category": "Desk"}),
+    ] {
+        let filter: DeviceFilter = input(f.clone());
+        assert!(
+            s.list_devices(b, &filter, all())
+                .await
+                .unwrap()
+                .items
+                .is_empty(),
+            "B's devices with {f}"
+        );
+    }
+    let export = csv::write(&s.export(b, true).await.unwrap());
+    for secret in ["alice", "alice-pw", "001565aabbcc"] {
+        assert!(
+            !export.contains(secret),
+            "B's export holds nothing of A ({secret}):\n{export}"
+        );
+    }
+
+    // B cannot point its devices at A's objects.
+    let n = mac("001565cccccc");
+    expect_invalid(
+        s.create_device(
+            &actor(),
+            b,
+            &device_input(json!({"mac": n, "lines": ["100"]})),
+        )
+        .await,
+        "lines",
+        "A's account as B's line",
+    );
+    expect_invalid(
+        s.create_device(
+            &actor(),
+            b,
+            &device_input(json!({"mac": n, "user": "alice"})),
+        )
+        .await,
+        "user",
+        "A's user as owner",
+    );
+    expect_invalid(
+        s.create_device(
+            &actor(),
+            b,
+            &device_input(json!({"mac": n, "category": "Desk"})),
+        )
+        .await,
+        "category",
+        "A's category",
+    );
+    let bm = mac("001565bbbbbb");
+    expect_invalid(
+        s.update_device(
+            &actor(),
+            b,
+            bm,
+            &device_patch(json!({"lines": ["900", "100"]})),
+        )
+        .await,
+        "lines",
+        "patch with A's account",
+    );
+    assert_eq!(
+        lines(&s.device(b, bm).await.unwrap()),
+        [(1, "900".to_owned())]
+    );
+
+    // A is untouched by all of it.
+    assert_eq!(s.device(a, m).await.unwrap(), dev);
+    assert_eq!(s.account(a, acc.id).await.unwrap(), acc);
+    assert_eq!(
+        s.account_password(a, acc.id).await.unwrap().expose(),
+        "alice-pw"
+    );
+    assert_eq!(
+        s.user_password_hash(a, "alice").await.unwrap().as_deref(),
+        Some("hash-of-alice")
+    );
+    assert_eq!(s.user(a, "alice").await.unwrap().display_name, "");
+    s.category(a, "Desk").await.unwrap();
+}
+
+/// A deleted domain's data, tokens and audit trail must not reach a domain created later,
+/// even if the database hands out the deleted domain's id again.
+pub async fn deleted_domain_leaves_nothing_behind(s: Arc<dyn Store>) {
+    let s = &*s;
+    let old = new_domain(s, "old.example").await;
+    new_user(s, old.id, "alice").await;
+    new_account(s, old.id, "alice", "100", "old-secret").await;
+    new_device(
+        s,
+        old.id,
+        json!({"mac": "001565aabbcc", "user": "alice", "lines": ["100"]}),
+    )
+    .await;
+    s.create_token(
+        &actor(),
+        "old admin",
+        Role::DomainAdmin,
+        Some(old.id),
+        "hash-old",
+        "pv_old",
+    )
+    .await
+    .unwrap();
+    s.delete_domain(&actor(), old.id).await.unwrap();
+    assert!(
+        s.token_by_hash("hash-old").await.unwrap().is_none(),
+        "a deleted domain's tokens stop working"
+    );
+
+    let new = new_domain(s, "new.example").await;
+    assert!(s.list_users(new.id, all()).await.unwrap().items.is_empty());
+    assert!(
+        s.list_accounts(new.id, None, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_devices(new.id, &DeviceFilter::default(), all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_tokens(Some(new.id), all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let audit = s.list_audit(Some(new.id), all()).await.unwrap().items;
+    let foreign: Vec<_> = audit
+        .iter()
+        .filter(|e| e.domain.as_deref() != Some("new.example"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "the new domain's audit log shows another domain's entries: {foreign:#?}"
+    );
+    assert_eq!(
+        audit.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["domain.create"]
+    );
+
+    // Operators still see the old domain's history, under its name.
+    let everything = s.list_audit(None, all()).await.unwrap().items;
+    let old_actions: Vec<&str> = everything
+        .iter()
+        .filter(|e| e.domain.as_deref() == Some("old.example"))
+        .map(|e| e.action.as_str())
+        .collect();
+    for action in [
+        "domain.create",
+        "user.create",
+        "account.create",
+        "device.create",
+        "token.create",
+        "domain.delete",
+    ] {
+        assert!(
+            old_actions.contains(&action),
+            "operator audit lacks {action} of the deleted domain: {old_actions:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings
+
+pub async fn settings_round_trip(s: Arc<dyn Store>) {
+    let s = &*s;
+    let nested = json!({
+        "ntp": {"servers": ["0.pool.ntp.org", "1.pool.ntp.org"], "timezone": "Europe/Berlin"},
+        "codecs": {"g722": {"enabled": true, "priority": 1}, "opus": {"enabled": false}},
+        "volume": 5, "ratio": 1.5, "negative": -42, "big": 9_007_199_254_740_993_u64,
+        "label": "Büro \"2\" <x> & 'y' 🎉", "empty": {}, "list": [1, "two", {"three": [3]}],
+        "lang": null
+    });
+    let replacement = json!({"only": {"this": true}});
+
+    let new: NewDomain = input(json!({"name": "a.example", "settings": nested}));
+    let d = s
+        .create_domain(&actor(), &new.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(Value::Object(d.settings), nested);
+    assert_eq!(
+        Value::Object(s.domain("a.example").await.unwrap().settings),
+        nested
+    );
+    let a = d.id;
+
+    let new: NewCategory = input(json!({"name": "Desk", "settings": nested}));
+    s.create_category(&actor(), a, &new.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(s.category(a, "Desk").await.unwrap().settings),
+        nested
+    );
+
+    let new: NewUser = input(json!({"username": "alice", "settings": nested}));
+    s.create_user(&actor(), a, &new.validate().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(s.user(a, "alice").await.unwrap().settings),
+        nested
+    );
+
+    let new: NewSipAccount = input(json!({"sip_user": "100", "password": "pw", "options": nested}));
+    let acc = s
+        .create_account(&actor(), a, "alice", &new.validate().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(s.account(a, acc.id).await.unwrap().options),
+        nested
+    );
+
+    let m = mac("001565aabbcc");
+    new_device(s, a, json!({"mac": m, "settings": nested})).await;
+    assert_eq!(
+        Value::Object(s.device(a, m).await.unwrap().settings),
+        nested
+    );
+    let listed = s
+        .list_devices(a, &DeviceFilter::default(), all())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(Value::Object(listed[0].settings.clone()), nested);
+
+    // A patch replaces a layer as a whole.
+    let patch = DomainPatch {
+        settings: Some(obj(replacement.clone())),
+        ..Default::default()
+    };
+    s.update_domain(&actor(), a, &patch).await.unwrap();
+    assert_eq!(
+        Value::Object(s.domain_by_id(a).await.unwrap().settings),
+        replacement
+    );
+    let patch = CategoryPatch {
+        settings: Some(obj(replacement.clone())),
+        ..Default::default()
+    };
+    s.update_category(&actor(), a, "Desk", &patch)
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(s.category(a, "Desk").await.unwrap().settings),
+        replacement
+    );
+    let patch = UserPatch {
+        settings: Some(obj(replacement.clone())),
+        ..Default::default()
+    };
+    s.update_user(&actor(), a, "alice", &patch, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(s.user(a, "alice").await.unwrap().settings),
+        replacement
+    );
+    let patch = SipAccountPatch {
+        options: Some(obj(replacement.clone())),
+        ..Default::default()
+    };
+    s.update_account(&actor(), a, acc.id, &patch).await.unwrap();
+    assert_eq!(
+        Value::Object(s.account(a, acc.id).await.unwrap().options),
+        replacement
+    );
+    let patch = DevicePatch {
+        settings: Some(obj(replacement.clone())),
+        ..Default::default()
+    };
+    s.update_device(&actor(), a, m, &patch).await.unwrap();
+    assert_eq!(
+        Value::Object(s.device(a, m).await.unwrap().settings),
+        replacement
+    );
+
+    // An empty layer is a layer too.
+    let patch = DevicePatch {
+        settings: Some(obj(json!({}))),
+        ..Default::default()
+    };
+    s.update_device(&actor(), a, m, &patch).await.unwrap();
+    assert_eq!(
+        Value::Object(s.device(a, m).await.unwrap().settings),
+        json!({})
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokens and audit
+
+pub async fn tokens(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+
+    let op = s
+        .create_token(&actor(), "ops", Role::Operator, None, "hash-op", "pv_op1")
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            op.name.as_str(),
+            op.role,
+            op.domain.as_deref(),
+            op.hint.as_str()
+        ),
+        ("ops", Role::Operator, None, "pv_op1")
+    );
+    assert_eq!(op.revoked_at, None);
+    let ta = s
+        .create_token(
+            &actor(),
+            "a admin",
+            Role::DomainAdmin,
+            Some(a),
+            "hash-a",
+            "pv_a1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (ta.role, ta.domain.as_deref()),
+        (Role::DomainAdmin, Some("a.example"))
+    );
+    let tb = s
+        .create_token(
+            &actor(),
+            "b admin",
+            Role::DomainAdmin,
+            Some(b),
+            "hash-b",
+            "pv_b1",
+        )
+        .await
+        .unwrap();
+
+    let g = s
+        .token_by_hash("hash-op")
+        .await
+        .unwrap()
+        .expect("operator token found");
+    assert_eq!(g.token, op);
+    assert_eq!(g.domain, None);
+    let g = s
+        .token_by_hash("hash-a")
+        .await
+        .unwrap()
+        .expect("domain token found");
+    assert_eq!(g.token, ta);
+    assert_eq!(g.domain, Some(a));
+    assert_eq!(
+        s.token_by_hash("hash-b")
+            .await
+            .unwrap()
+            .expect("B's token")
+            .domain,
+        Some(b)
+    );
+    assert!(s.token_by_hash("hash-unknown").await.unwrap().is_none());
+
+    assert_eq!(
+        s.list_tokens(Some(a), all()).await.unwrap().items,
+        std::slice::from_ref(&ta)
+    );
+    assert_eq!(
+        s.list_tokens(Some(b), all()).await.unwrap().items,
+        std::slice::from_ref(&tb)
+    );
+    assert_eq!(
+        s.list_tokens(None, all()).await.unwrap().items,
+        [op.clone(), ta.clone(), tb.clone()]
+    );
+    let (paged, sizes) = collect_pages(2, |p| s.list_tokens(None, p)).await;
+    assert_eq!(paged, [op.clone(), ta.clone(), tb.clone()]);
+    assert_eq!(sizes, [2, 1]);
+
+    expect_not_found(
+        s.revoke_token(&actor(), Some(b), ta.id).await,
+        "revoke of A's token in B's scope",
+    );
+    expect_not_found(
+        s.revoke_token(&actor(), Some(a), op.id).await,
+        "revoke of the operator token in A's scope",
+    );
+    expect_not_found(
+        s.revoke_token(&actor(), None, tb.id + 1000).await,
+        "revoke of an unknown token",
+    );
+    assert!(
+        s.token_by_hash("hash-a").await.unwrap().is_some(),
+        "a refused revoke leaves the token working"
+    );
+    assert!(s.token_by_hash("hash-op").await.unwrap().is_some());
+
+    let revoked = s.revoke_token(&actor(), Some(a), ta.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(revoked.id, ta.id);
+    assert!(
+        s.token_by_hash("hash-a").await.unwrap().is_none(),
+        "a revoked token no longer resolves"
+    );
+    let listed = s.list_tokens(Some(a), all()).await.unwrap().items;
+    assert_eq!(
+        listed,
+        std::slice::from_ref(&revoked),
+        "a revoked token is still listed, as revoked"
+    );
+    let again = s.revoke_token(&actor(), Some(a), ta.id).await.unwrap();
+    assert_eq!(
+        again.revoked_at, revoked.revoked_at,
+        "revoking twice keeps the first time"
+    );
+
+    s.revoke_token(&actor(), None, op.id).await.unwrap();
+    assert!(s.token_by_hash("hash-op").await.unwrap().is_none());
+    assert!(
+        s.token_by_hash("hash-b").await.unwrap().is_some(),
+        "other tokens keep working"
+    );
+}
+
+pub async fn audit_device_history(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+    new_device(s, b, json!({"mac": "001565bbbbbb"})).await;
+    let who = Actor("token:7 ci-bot".into());
+    let m = mac("001565aabbcc");
+    let target = m.to_string();
+
+    s.create_device(
+        &who,
+        a,
+        &device_input(json!({"mac": "00:15:65:AA:BB:CC", "model": "T54W"})),
+    )
+    .await
+    .unwrap();
+    s.update_device(&who, a, m, &device_patch(json!({"state": "provisioned"})))
+        .await
+        .unwrap();
+    s.delete_device(&who, a, m).await.unwrap();
+
+    let entries = s.list_audit(Some(a), all()).await.unwrap().items;
+    assert!(
+        entries.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first"
+    );
+    let device_entries: Vec<&AuditEntry> = entries.iter().filter(|e| e.target == target).collect();
+    let actions: Vec<&str> = device_entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["device.delete", "device.update", "device.create"]);
+    for e in &device_entries {
+        assert_eq!(e.actor, "token:7 ci-bot");
+        assert_eq!(e.domain.as_deref(), Some("a.example"));
+    }
+    let (del, upd, cre) = (device_entries[0], device_entries[1], device_entries[2]);
+    assert!(cre.before.is_none());
+    let after = cre.after.as_ref().expect("create records the new device");
+    assert_eq!(
+        (
+            after["mac"].as_str(),
+            after["model"].as_str(),
+            after["state"].as_str()
+        ),
+        (Some("001565aabbcc"), Some("T54W"), Some("added"))
+    );
+    assert_eq!(
+        upd.before.as_ref().expect("update records before")["state"],
+        "added"
+    );
+    assert_eq!(
+        upd.after.as_ref().expect("update records after")["state"],
+        "provisioned"
+    );
+    assert_eq!(
+        del.before.as_ref().expect("delete records the device")["state"],
+        "provisioned"
+    );
+    assert!(del.after.is_none());
+    assert!(cre.at <= upd.at && upd.at <= del.at);
+
+    let in_b = s.list_audit(Some(b), all()).await.unwrap().items;
+    assert!(!in_b.is_empty());
+    assert!(
+        in_b.iter()
+            .all(|e| e.target != target && e.domain.as_deref() == Some("b.example")),
+        "B's audit log shows only B: {in_b:#?}"
+    );
+    let everything = s.list_audit(None, all()).await.unwrap().items;
+    assert_eq!(
+        everything.iter().filter(|e| e.target == target).count(),
+        3,
+        "operators see all"
+    );
+    assert!(everything.len() > entries.len());
+
+    let (paged, sizes) = collect_pages(2, |p| s.list_audit(Some(a), p)).await;
+    assert_eq!(paged, entries, "pages newest first, every entry once");
+    assert!(sizes.len() >= 2);
+    let (paged, _) = collect_pages(3, |p| s.list_audit(None, p)).await;
+    assert_eq!(paged, everything);
+}
+
+pub async fn audit_never_holds_secrets(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let hash1 = "$argon2id$v=19$m=19456,t=2,p=1$SECRETSALT1$SECRETHASH1";
+    let hash2 = "$argon2id$v=19$m=19456,t=2,p=1$SECRETSALT2$SECRETHASH2";
+    let new: NewUser = input(json!({"username": "alice", "password": "portal-pw-123"}));
+    s.create_user(&actor(), a, &new.validate().unwrap(), Some(hash1))
+        .await
+        .unwrap();
+    s.update_user(&actor(), a, "alice", &UserPatch::default(), Some(hash2))
+        .await
+        .unwrap();
+
+    let new: NewSipAccount = input(json!({"sip_user": "100", "password": TRICKY_PASSWORD}));
+    let acc = s
+        .create_account(&actor(), a, "alice", &new.validate().unwrap())
+        .await
+        .unwrap();
+    let patch: SipAccountPatch =
+        input(json!({"password": TRICKY_PASSWORD_2, "display_name": "Alice"}));
+    s.update_account(&actor(), a, acc.id, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    import_csv(
+        s,
+        a,
+        "username,sip_user,sip_password\nalice,101,Imp0rted-pw\nalice,100,Imp0rted-pw2\n",
+    )
+    .await
+    .unwrap();
+    s.create_token(
+        &actor(),
+        "t",
+        Role::DomainAdmin,
+        Some(a),
+        "TOKENHASH-secret",
+        "pv_x",
+    )
+    .await
+    .unwrap();
+    s.delete_account(&actor(), a, acc.id).await.unwrap();
+
+    let entries = s.list_audit(None, all()).await.unwrap().items;
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    for action in [
+        "user.create",
+        "user.update",
+        "account.create",
+        "account.update",
+        "account.delete",
+        "import",
+        "token.create",
+    ] {
+        assert!(actions.contains(&action), "no {action} entry: {actions:?}");
+    }
+    let text = serde_json::to_string(&entries).unwrap();
+    for secret in [
+        "portal-pw-123",
+        "SECRETHASH1",
+        "SECRETHASH2",
+        "Zq7-s3cr3t",
+        "Xv9-n3w",
+        "Imp0rted-pw",
+        "TOKENHASH",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the audit log holds the secret {secret:?}: {text}"
+        );
+    }
+    // But it says that the password changed.
+    let update = entries
+        .iter()
+        .find(|e| e.action == "account.update")
+        .unwrap();
+    assert_eq!(update.after.as_ref().unwrap()["display_name"], "Alice");
+    assert_ne!(update.before, update.after);
+}
+
+// ---------------------------------------------------------------------------------------
+// Import and export
+
+const IMPORT: &str = "\
+username,display_name,email,sip_user,auth_user,sip_password,account_display_name,registrar,outbound_proxy,transport,mac,vendor,model,category,line
+alice,Alice A,alice@example.com,100,,pw-100,Alice desk,sip.example.com,,udp,00:15:65:aa:bb:01,Yealink,T54W,Desk,2
+alice,,,101,,pw-101,Alice hot,sip.example.com,,tls,001565aabb01,,,,1
+bob,Bob B,,200,auth200,pw-200,,,,,001565aabb02,snom,D785,,
+bob,,,201,,pw-201,,,,,001565aabb02,,,,
+carol,Carol C,carol@example.com,,,,,,,,,,,,
+";
+
+pub async fn import_creates_then_changes_nothing(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    new_category(s, a, "Desk").await;
+
+    let summary = import_csv(s, a, IMPORT).await.unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            users_created: 3,
+            accounts_created: 4,
+            devices_created: 2,
+            ..Default::default()
+        }
+    );
+
+    let users = s.list_users(a, all()).await.unwrap().items;
+    let u: Vec<(&str, &str, &str, bool)> = users
+        .iter()
+        .map(|u| {
+            (
+                u.username.as_str(),
+                u.display_name.as_str(),
+                u.email.as_str(),
+                u.has_password,
+            )
+        })
+        .collect();
+    assert_eq!(
+        u,
+        [
+            ("alice", "Alice A", "alice@example.com", false),
+            ("bob", "Bob B", "", false),
+            ("carol", "Carol C", "carol@example.com", false)
+        ]
+    );
+    let accounts = s.list_accounts(a, None, all()).await.unwrap().items;
+    let acc: Vec<(&str, &str, &str, &str, &str, Transport)> = accounts
+        .iter()
+        .map(|x| {
+            (
+                x.user.as_str(),
+                x.sip_user.as_str(),
+                x.auth_user.as_str(),
+                x.display_name.as_str(),
+                x.registrar.as_str(),
+                x.transport,
+            )
+        })
+        .collect();
+    assert_eq!(
+        acc,
+        [
+            (
+                "alice",
+                "100",
+                "",
+                "Alice desk",
+                "sip.example.com",
+                Transport::Udp
+            ),
+            (
+                "alice",
+                "101",
+                "",
+                "Alice hot",
+                "sip.example.com",
+                Transport::Tls
+            ),
+            ("bob", "200", "auth200", "", "", Transport::Udp),
+            ("bob", "201", "", "", "", Transport::Udp),
+        ]
+    );
+    for x in &accounts {
+        assert_eq!(
+            s.account_password(a, x.id).await.unwrap().expose(),
+            format!("pw-{}", x.sip_user)
+        );
+    }
+    let d1 = s.device(a, mac("001565aabb01")).await.unwrap();
+    assert_eq!((d1.vendor.as_str(), d1.model.as_str()), ("yealink", "T54W"));
+    assert_eq!(
+        (d1.category.as_deref(), d1.user.as_deref()),
+        (Some("Desk"), Some("alice"))
+    );
+    assert_eq!(
+        lines(&d1),
+        [(1, "101".to_owned()), (2, "100".to_owned())],
+        "the line column decides positions"
+    );
+    assert_eq!(d1.state, DeviceState::Added);
+    let d2 = s.device(a, mac("001565aabb02")).await.unwrap();
+    assert_eq!((d2.vendor.as_str(), d2.model.as_str()), ("snom", "D785"));
+    assert_eq!(
+        (d2.category.as_deref(), d2.user.as_deref()),
+        (None, Some("bob"))
+    );
+    assert_eq!(
+        lines(&d2),
+        [(1, "200".to_owned()), (2, "201".to_owned())],
+        "without line numbers, rows give the order"
+    );
+
+    let audit = s.list_audit(Some(a), all()).await.unwrap().items;
+    assert_eq!(audit[0].action, "import");
+    assert_eq!(audit[0].after.as_ref().unwrap()["devices_created"], 2);
+
+    // Importing the same file again creates nothing and changes nothing.
+    let again = import_csv(s, a, IMPORT).await.unwrap();
+    assert_eq!(
+        (
+            again.users_created,
+            again.accounts_created,
+            again.devices_created
+        ),
+        (0, 0, 0),
+        "{again:?}"
+    );
+    assert_eq!(again, ImportSummary::default(), "nothing counts as changed");
+    assert_eq!(s.list_users(a, all()).await.unwrap().items, users);
+    let accounts_again = s.list_accounts(a, None, all()).await.unwrap().items;
+    let acc_again: Vec<(&str, &str, &str, &str, &str, Transport)> = accounts_again
+        .iter()
+        .map(|x| {
+            (
+                x.user.as_str(),
+                x.sip_user.as_str(),
+                x.auth_user.as_str(),
+                x.display_name.as_str(),
+                x.registrar.as_str(),
+                x.transport,
+            )
+        })
+        .collect();
+    assert_eq!(acc_again, acc);
+    for x in &accounts_again {
+        assert_eq!(
+            s.account_password(a, x.id).await.unwrap().expose(),
+            format!("pw-{}", x.sip_user)
+        );
+    }
+    let d1_again = s.device(a, mac("001565aabb01")).await.unwrap();
+    assert_eq!(
+        (
+            d1_again.id,
+            lines(&d1_again),
+            d1_again.category,
+            d1_again.user
+        ),
+        (d1.id, lines(&d1), d1.category, d1.user)
+    );
+    assert_eq!(
+        lines(&s.device(a, mac("001565aabb02")).await.unwrap()),
+        lines(&d2)
+    );
+    assert_eq!(
+        s.list_devices(a, &DeviceFilter::default(), all())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+
+    // Empty cells change nothing; given cells update.
+    let change = "username,display_name,sip_user,transport\nalice,Alice New,,\nbob,,200,tls\n";
+    let summary = import_csv(s, a, change).await.unwrap();
+    assert_eq!(
+        (summary.users_updated, summary.accounts_updated),
+        (1, 1),
+        "{summary:?}"
+    );
+    assert_eq!(s.user(a, "alice").await.unwrap().display_name, "Alice New");
+    assert_eq!(s.user(a, "alice").await.unwrap().email, "alice@example.com");
+    let acc200 = account_by_sip_user(s, a, "200").await;
+    assert_eq!(
+        (acc200.transport, acc200.auth_user.as_str()),
+        (Transport::Tls, "auth200")
+    );
+    assert_eq!(
+        s.account_password(a, acc200.id).await.unwrap().expose(),
+        "pw-200"
+    );
+}
+
+pub async fn import_is_all_or_nothing(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    new_category(s, a, "Desk").await;
+    let new: NewUser = input(json!({"username": "ivy", "display_name": "Ivy Old"}));
+    s.create_user(&actor(), a, &new.validate().unwrap(), None)
+        .await
+        .unwrap();
+    let audit_before = s.list_audit(Some(a), all()).await.unwrap().items;
+
+    let text = "\
+username,display_name,sip_user,sip_password,mac,category
+dave,Dave,300,pw300,,
+ivy,Ivy New,,,,
+erin,,,,001565aabb10,Nope
+frank,,400,,,
+gina,,500,pw500,001565aabb11,Desk
+";
+    let errors = match import_csv(s, a, text).await {
+        Err(StoreError::Rows(errors)) => errors,
+        other => panic!("expected row errors, got {other:?}"),
+    };
+    let lines_of: Vec<u64> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines_of, [4, 5], "{errors:#?}");
+    assert!(
+        errors[0].reason.starts_with("category") && errors[0].reason.contains("Nope"),
+        "{}",
+        errors[0].reason
+    );
+    assert!(
+        errors[1].reason.starts_with("sip_password") && errors[1].reason.contains("400"),
+        "{}",
+        errors[1].reason
+    );
+
+    for user in ["dave", "erin", "frank", "gina"] {
+        expect_not_found(
+            s.user(a, user).await,
+            &format!("user {user} of a refused import"),
+        );
+    }
+    assert_eq!(
+        s.user(a, "ivy").await.unwrap().display_name,
+        "Ivy Old",
+        "a refused import changes nothing"
+    );
+    assert!(
+        s.list_accounts(a, None, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_devices(a, &DeviceFilter::default(), all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        s.list_audit(Some(a), all()).await.unwrap().items,
+        audit_before,
+        "a refused import leaves no audit entry"
+    );
+
+    // The same file with the bad rows fixed goes in whole.
+    let fixed = text
+        .replace("Nope", "Desk")
+        .replace("frank,,400,,,", "frank,,400,pw400,,");
+    let summary = import_csv(s, a, &fixed).await.unwrap();
+    assert_eq!(
+        (
+            summary.users_created,
+            summary.users_updated,
+            summary.accounts_created,
+            summary.devices_created
+        ),
+        (4, 1, 3, 2)
+    );
+}
+
+pub async fn import_refuses_mac_of_other_domain(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let b = new_domain(s, "b.example").await.id;
+    new_user(s, b, "owner").await;
+    let theirs = new_device(
+        s,
+        b,
+        json!({"mac": "001565aabb09", "model": "T54W", "user": "owner"}),
+    )
+    .await;
+
+    let text = "username,sip_user,sip_password,mac,model\ngina,500,pw500,,\nhank,,,00:15:65:AA:BB:09,D785\n";
+    let errors = match import_csv(s, a, text).await {
+        Err(StoreError::Rows(errors)) => errors,
+        other => panic!("expected row errors, got {other:?}"),
+    };
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].line, 3);
+    assert!(
+        errors[0].reason.starts_with("mac") && errors[0].reason.contains("001565aabb09"),
+        "{}",
+        errors[0].reason
+    );
+
+    assert_eq!(
+        s.device(b, mac("001565aabb09")).await.unwrap(),
+        theirs,
+        "the other domain's device is untouched"
+    );
+    expect_not_found(
+        s.device(a, mac("001565aabb09")).await,
+        "device in the importing domain",
+    );
+    expect_not_found(s.user(a, "gina").await, "user from a good row");
+    expect_not_found(s.user(a, "hank").await, "user from the bad row");
+}
+
+const ROUND_TRIP: &str = "\
+username,display_name,email,sip_user,auth_user,sip_password,account_display_name,registrar,outbound_proxy,transport,mac,vendor,model,category,line
+alice,\"Doe, \"\"Alice\"\"\",alice@example.com,100,a100,\"p,w\"\"<&>ü€ 🎉\",Alice,sip.example.com:5061,proxy.example.com,tls,001565aabb01,Yealink,T54W,Desk,
+alice,,,+4930123,,'=pw2,=SUM(A1),sip.example.com,,udp,001565aabb01,,,,
+bob,,,200,,pw200,,,,tcp,,,,,
+carol,Carol,,,,,,,,,,,,,
+,,,,,,,,,,001565aabb03,snom,D785,Desk,
+";
+
+pub async fn export_round_trip(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    new_category(s, a, "Desk").await;
+    import_csv(s, a, ROUND_TRIP).await.unwrap();
+    // Objects made through the API export too.
+    new_device(
+        s,
+        a,
+        json!({"mac": "001565aabb04", "user": "bob", "model": "T31"}),
+    )
+    .await;
+    new_account(s, a, "carol", "300", "carol pw").await;
+
+    let a100 = account_by_sip_user(s, a, "100").await;
+    assert_eq!(
+        s.account_password(a, a100.id).await.unwrap().expose(),
+        "p,w\"<&>ü€ 🎉"
+    );
+    let plus = account_by_sip_user(s, a, "+4930123").await;
+    assert_eq!(plus.display_name, "=SUM(A1)");
+    assert_eq!(
+        s.account_password(a, plus.id).await.unwrap().expose(),
+        "=pw2"
+    );
+    let orphan = s.device(a, mac("001565aabb03")).await.unwrap();
+    assert_eq!(
+        (
+            orphan.user.as_deref(),
+            orphan.lines.len(),
+            orphan.category.as_deref()
+        ),
+        (None, 0, Some("Desk"))
+    );
+
+    let rows_a = s.export(a, true).await.unwrap();
+    // alice ×2, bob, carol (one account) and the devices: aabb01 + 2 lines, aabb03, aabb04.
+    assert_eq!(rows_a.len(), 9, "{rows_a:#?}");
+    assert!(
+        rows_a
+            .iter()
+            .any(|r| r.get("sip_user") == "100" && r.get("sip_password") == "p,w\"<&>ü€ 🎉")
+    );
+    assert!(
+        rows_a
+            .iter()
+            .any(|r| r.get("sip_user") == "300" && r.get("sip_password") == "carol pw")
+    );
+    let orphan_rows: Vec<_> = rows_a
+        .iter()
+        .filter(|r| r.get("mac") == "001565aabb03")
+        .collect();
+    assert_eq!(orphan_rows.len(), 1);
+    assert_eq!(
+        (
+            orphan_rows[0].get("username"),
+            orphan_rows[0].get("sip_user")
+        ),
+        ("", "")
+    );
+
+    let without = s.export(a, false).await.unwrap();
+    assert_eq!(without.len(), rows_a.len());
+    for (i, (w, r)) in without.iter().zip(&rows_a).enumerate() {
+        assert_eq!(
+            w.get("sip_password"),
+            "",
+            "row {i} of an export without passwords has one"
+        );
+        let mut r = r.clone();
+        r.set("sip_password", "");
+        assert_eq!(*w, r, "row {i} differs beyond the password");
+    }
+
+    let text = csv::write(&rows_a);
+    let plan = csv::parse(text.as_bytes())
+        .unwrap_or_else(|e| panic!("an export does not parse: {e:?}\n{text}"));
+    // MACs are unique in the installation: the devices move, so the old domain goes first.
+    s.delete_domain(&actor(), a).await.unwrap();
+    let b = new_domain(s, "b.example").await.id;
+    new_category(s, b, "Desk").await;
+    let summary = s.import(&actor(), b, &plan).await.unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            users_created: 3,
+            accounts_created: 4,
+            devices_created: 3,
+            ..Default::default()
+        }
+    );
+
+    let rows_b = s.export(b, true).await.unwrap();
+    assert_eq!(rows_b.len(), rows_a.len(), "{rows_b:#?}");
+    for (i, (rb, ra)) in rows_b.iter().zip(&rows_a).enumerate() {
+        assert_eq!(rb, ra, "row {i} differs after the round trip");
+    }
+    assert_eq!(csv::write(&rows_b), text);
+
+    let orphan = s.device(b, mac("001565aabb03")).await.unwrap();
+    assert_eq!(
+        (
+            orphan.user.as_deref(),
+            orphan.lines.len(),
+            orphan.category.as_deref()
+        ),
+        (None, 0, Some("Desk"))
+    );
+    assert_eq!(
+        (orphan.vendor.as_str(), orphan.model.as_str()),
+        ("snom", "D785")
+    );
+    let d1 = s.device(b, mac("001565aabb01")).await.unwrap();
+    assert_eq!(
+        lines(&d1),
+        [(1, "100".to_owned()), (2, "+4930123".to_owned())]
+    );
+    assert_eq!(d1.user.as_deref(), Some("alice"));
+    let b100 = account_by_sip_user(s, b, "100").await;
+    assert_eq!(
+        s.account_password(b, b100.id).await.unwrap().expose(),
+        "p,w\"<&>ü€ 🎉"
+    );
+    assert_eq!(
+        (
+            b100.auth_user.as_str(),
+            b100.outbound_proxy.as_str(),
+            b100.transport
+        ),
+        ("a100", "proxy.example.com", Transport::Tls)
+    );
+    assert_eq!(
+        s.user(b, "alice").await.unwrap().display_name,
+        "Doe, \"Alice\""
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Installation
+
+pub async fn meta(s: Arc<dyn Store>) {
+    let s = &*s;
+    s.ping().await.unwrap();
+    assert_eq!(s.meta_get("installation_id").await.unwrap(), None);
+    assert!(s.meta_init("installation_id", "first").await.unwrap());
+    assert_eq!(
+        s.meta_get("installation_id").await.unwrap().as_deref(),
+        Some("first")
+    );
+    assert!(
+        !s.meta_init("installation_id", "second").await.unwrap(),
+        "a set key is not set again"
+    );
+    assert_eq!(
+        s.meta_get("installation_id").await.unwrap().as_deref(),
+        Some("first")
+    );
+    assert!(s.meta_init("other", "x").await.unwrap());
+    assert_eq!(s.meta_get("other").await.unwrap().as_deref(), Some("x"));
+    assert_eq!(
+        s.meta_get("installation_id").await.unwrap().as_deref(),
+        Some("first")
+    );
+}
+
+pub async fn concurrent_creates_of_distinct_macs(s: Arc<dyn Store>) {
+    let a = new_domain(&*s, "a.example").await.id;
+    new_category(&*s, a, "Desk").await;
+    new_user(&*s, a, "alice").await;
+    new_account(&*s, a, "alice", "100", "pw").await;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            let new = device_input(json!({"mac": format!("0015650000{i:02x}"), "category": "Desk", "user": "alice", "lines": ["100"]}));
+            tokio::spawn(async move { s.create_device(&actor(), a, &new).await })
+        })
+        .collect();
+    for t in tasks {
+        let device = t.await.expect("task").expect("every create succeeds");
+        assert_eq!(lines(&device), [(1, "100".to_owned())]);
+    }
+    let listed = s
+        .list_devices(a, &DeviceFilter::default(), all())
+        .await
+        .unwrap()
+        .items;
+    let mut seen = macs(&listed);
+    seen.sort();
+    let expected: Vec<String> = (0..10).map(|i| format!("0015650000{i:02x}")).collect();
+    assert_eq!(seen, expected);
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.lines.len() == 1 && d.category.as_deref() == Some("Desk"))
+    );
+    let audit = s.list_audit(Some(a), all()).await.unwrap().items;
+    assert_eq!(
+        audit.iter().filter(|e| e.action == "device.create").count(),
+        10
+    );
+}
+
+pub async fn concurrent_creates_of_one_mac(s: Arc<dyn Store>) {
+    let a = new_domain(&*s, "a.example").await.id;
+    let b = new_domain(&*s, "b.example").await.id;
+    new_user(&*s, a, "alice").await;
+    new_account(&*s, a, "alice", "100", "pw").await;
+    let tasks: Vec<_> = (0..5)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            // Racing from two domains: the MAC is unique across the installation.
+            let (d, new) = if i % 2 == 0 {
+                (
+                    a,
+                    device_input(json!({"mac": "001565aabbcc", "user": "alice", "lines": ["100"]})),
+                )
+            } else {
+                (b, device_input(json!({"mac": "001565aabbcc"})))
+            };
+            tokio::spawn(async move { s.create_device(&actor(), d, &new).await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Err(e) => panic!("expected Ok or Conflict, got {e:?}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 4));
+    let m = mac("001565aabbcc");
+    let in_a = s.device(a, m).await.is_ok();
+    let in_b = s.device(b, m).await.is_ok();
+    assert!(in_a != in_b, "the device exists exactly once");
+    let creates = s
+        .list_audit(None, all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.action == "device.create")
+        .count();
+    assert_eq!(creates, 1, "refused creates leave no audit entry");
+}
