@@ -134,50 +134,70 @@ pub struct PlanDevice {
 }
 
 /// What an import will do, consolidated from its rows; objects in first-seen order.
+/// `errors` are the rows refused while reading the file; the store checks the rest against
+/// the database too, so one attempt reports every bad row, and applies nothing if any.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub users: Vec<PlanUser>,
     pub accounts: Vec<PlanAccount>,
     pub devices: Vec<PlanDevice>,
+    pub errors: Vec<RowError>,
 }
 
-/// Parses a whole file. Every bad row is reported, not just the first.
+impl Plan {
+    /// The plan if every row was read cleanly, else the refusals.
+    pub fn into_result(self) -> Result<Plan, Vec<RowError>> {
+        if self.errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+/// Checks a whole file without a database: the plan, or every row refused while reading.
 pub fn parse(input: &[u8]) -> Result<Plan, Vec<RowError>> {
+    read(input).into_result()
+}
+
+/// Reads a whole file into a plan of its good rows and the refusals of its bad ones.
+pub fn read(input: &[u8]) -> Plan {
+    match read_rows(input) {
+        Ok(plan) => plan,
+        Err(header) => Plan {
+            errors: vec![header],
+            ..Plan::default()
+        },
+    }
+}
+
+fn read_rows(input: &[u8]) -> Result<Plan, RowError> {
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_reader(input);
-    let headers = reader
-        .headers()
-        .map_err(|e| vec![csv_error(1, &e)])?
-        .clone();
+    let headers = reader.headers().map_err(|e| csv_error(1, &e))?.clone();
     let mut map = Vec::with_capacity(headers.len());
     for h in headers.iter() {
         let h = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
         match COLUMNS.iter().position(|c| *c == h) {
             Some(i) if !map.contains(&i) => map.push(i),
             Some(_) => {
-                return Err(vec![RowError::new(
-                    1,
-                    format!("column '{h}' appears twice"),
-                )]);
+                return Err(RowError::new(1, format!("column '{h}' appears twice")));
             }
             None => {
-                return Err(vec![RowError::new(
+                return Err(RowError::new(
                     1,
                     format!(
                         "unknown column '{h}'; the columns are {}",
                         COLUMNS.join(",")
                     ),
-                )]);
+                ));
             }
         }
     }
     if !map.contains(&0) {
-        return Err(vec![RowError::new(
-            1,
-            "the header must have a 'username' column",
-        )]);
+        return Err(RowError::new(1, "the header must have a 'username' column"));
     }
     let mut builder = Builder::default();
     for (n, record) in reader.records().enumerate() {
@@ -214,11 +234,7 @@ pub fn parse(input: &[u8]) -> Result<Plan, Vec<RowError>> {
             builder.errors.push(RowError::new(line, e.to_string()));
         }
     }
-    if builder.errors.is_empty() {
-        Ok(builder.finish())
-    } else {
-        Err(builder.errors)
-    }
+    Ok(builder.finish())
 }
 
 fn csv_error(line: u64, e: &::csv::Error) -> RowError {
@@ -507,6 +523,7 @@ impl Builder {
         for d in &mut self.plan.devices {
             d.lines.sort_by_key(|l| l.position);
         }
+        self.plan.errors = self.errors;
         self.plan
     }
 }

@@ -90,7 +90,7 @@ impl serde::Serialize for Mac {
 impl<'de> serde::Deserialize<'de> for Mac {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Mac::parse(&s).map_err(serde::de::Error::custom)
+        Mac::parse(&s).map_err(|e| serde::de::Error::custom(e.reason))
     }
 }
 

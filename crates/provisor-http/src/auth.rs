@@ -100,6 +100,7 @@ impl FromRequestParts<AppState> for InDomain {
         if principal.domain.is_some_and(|own| own != domain.id) {
             return Err(ApiError::NotFound("domain"));
         }
+        tracing::Span::current().record("domain", domain.name.as_str());
         Ok(InDomain { principal, domain })
     }
 }

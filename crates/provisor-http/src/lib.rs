@@ -50,11 +50,21 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router())
         .merge(ops::router())
         .fallback(|| async { error::ApiError::NotFound("route") })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            // The path only: query strings may carry credentials (softphone logins).
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                // The path only: query strings may carry credentials (softphone logins).
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    domain = tracing::field::Empty,
+                )
+            }),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
 }

@@ -12,6 +12,8 @@ use provisor_domain::model::*;
 use provisor_store::{BulkStore, ImportSummary, Result, StoreError};
 
 use super::devices::set_lines;
+use serde_json::{Value, json as object};
+
 use super::{Conn, SqlStore, audit, json, now};
 
 /// Keeps `current` where the import leaves a cell empty.
@@ -45,11 +47,14 @@ struct ExistingDevice {
     vendor: String,
     model: String,
     category_id: Option<i64>,
+    category: Option<String>,
     user_id: Option<i64>,
+    owner: Option<String>,
 }
 
 struct Importer<'a> {
     store: &'a SqlStore,
+    actor: &'a Actor,
     d: DomainId,
     t: i64,
     users: HashMap<&'a str, i64>,
@@ -60,6 +65,27 @@ struct Importer<'a> {
 }
 
 impl<'a> Importer<'a> {
+    /// Every object an import creates or changes gets its own audit entry.
+    async fn audit(
+        &self,
+        c: &mut Conn,
+        action: &str,
+        target: &str,
+        before: Option<Value>,
+        after: Value,
+    ) -> Result<()> {
+        audit(
+            c,
+            self.actor,
+            action,
+            Some(self.d),
+            target,
+            before,
+            Some(after),
+        )
+        .await
+    }
+
     async fn users(&mut self, c: &mut Conn, plan: &'a Plan) -> Result<()> {
         for u in &plan.users {
             let existing: Option<ExistingUser> = sqlx::query_as(
@@ -71,24 +97,31 @@ impl<'a> Importer<'a> {
             .await?;
             let id = match existing {
                 Some(e) => {
-                    if keep(&u.display_name, &e.display_name) != e.display_name
-                        || keep(&u.email, &e.email) != e.email
-                    {
+                    let (display_name, email) = (
+                        keep(&u.display_name, &e.display_name),
+                        keep(&u.email, &e.email),
+                    );
+                    if display_name != e.display_name || email != e.email {
                         sqlx::query("UPDATE users SET display_name = $1, email = $2, updated_at = $3 WHERE id = $4")
-                            .bind(keep(&u.display_name, &e.display_name))
-                            .bind(keep(&u.email, &e.email))
+                            .bind(display_name)
+                            .bind(email)
                             .bind(self.t)
                             .bind(e.id)
                             .execute(&mut *c)
                             .await?;
                         self.summary.users_updated += 1;
+                        let before = object!({"username": u.username, "display_name": e.display_name, "email": e.email});
+                        let after = object!({"username": u.username, "display_name": display_name, "email": email});
+                        self.audit(c, "user.update", &u.username, Some(before), after)
+                            .await?;
                     }
                     e.id
                 }
                 None => {
                     self.summary.users_created += 1;
-                    sqlx::query_scalar(
-                        "INSERT INTO users (domain_id, username, display_name, email, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                    let id = sqlx::query_scalar(
+                        "INSERT INTO users (domain_id, username, display_name, email, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
                     )
                     .bind(self.d.0)
                     .bind(&u.username)
@@ -96,7 +129,11 @@ impl<'a> Importer<'a> {
                     .bind(&u.email)
                     .bind(self.t)
                     .fetch_one(&mut *c)
-                    .await?
+                    .await?;
+                    let after = object!({"username": u.username, "display_name": u.display_name, "email": u.email});
+                    self.audit(c, "user.create", &u.username, None, after)
+                        .await?;
+                    id
                 }
             };
             self.users.insert(&u.username, id);
@@ -106,10 +143,12 @@ impl<'a> Importer<'a> {
 
     async fn accounts(&mut self, c: &mut Conn, plan: &'a Plan) -> Result<()> {
         for a in &plan.accounts {
-            let user_id = self.users[a.username.as_str()];
+            let Some(&user_id) = self.users.get(a.username.as_str()) else {
+                continue;
+            };
             let existing: Option<ExistingAccount> = sqlx::query_as(
-                "SELECT id, user_id, auth_user, display_name, registrar, outbound_proxy, transport, password_enc FROM sip_accounts \
-                 WHERE domain_id = $1 AND sip_user = $2",
+                "SELECT id, user_id, auth_user, display_name, registrar, outbound_proxy, transport, password_enc \
+                 FROM sip_accounts WHERE domain_id = $1 AND sip_user = $2",
             )
             .bind(self.d.0)
             .bind(&a.sip_user)
@@ -132,44 +171,54 @@ impl<'a> Importer<'a> {
                         None => &e.transport,
                     };
                     // A password counts as a change only if it differs from the stored one.
-                    let password = a.password.as_ref().filter(|new| {
-                        self.store
-                            .cipher
-                            .decrypt(&e.password_enc)
-                            .map_or(true, |old| old.expose() != new.expose())
+                    let password = a
+                        .password
+                        .as_ref()
+                        .filter(|new| {
+                            self.store
+                                .cipher
+                                .decrypt(&e.password_enc)
+                                .map_or(true, |old| old.expose() != new.expose())
+                        })
+                        .map(|p| self.store.cipher.encrypt(p.expose()));
+                    let auth_user = keep(&a.auth_user, &e.auth_user);
+                    let display_name = keep(&a.display_name, &e.display_name);
+                    let registrar = keep(&a.registrar, &e.registrar);
+                    let outbound_proxy = keep(&a.outbound_proxy, &e.outbound_proxy);
+                    let mut after = object!({
+                        "user": a.username, "sip_user": a.sip_user, "auth_user": auth_user, "display_name": display_name,
+                        "registrar": registrar, "outbound_proxy": outbound_proxy, "transport": transport,
                     });
-                    let password = password.map(|p| self.store.cipher.encrypt(p.expose()));
-                    let changed = password.is_some()
-                        || keep(&a.auth_user, &e.auth_user) != e.auth_user
-                        || keep(&a.display_name, &e.display_name) != e.display_name
-                        || keep(&a.registrar, &e.registrar) != e.registrar
-                        || keep(&a.outbound_proxy, &e.outbound_proxy) != e.outbound_proxy
-                        || transport != e.transport;
-                    if changed {
+                    let before = object!({
+                        "user": a.username, "sip_user": a.sip_user, "auth_user": e.auth_user, "display_name": e.display_name,
+                        "registrar": e.registrar, "outbound_proxy": e.outbound_proxy, "transport": e.transport,
+                    });
+                    if password.is_some() || after != before {
                         sqlx::query(
-                            "UPDATE sip_accounts SET auth_user = $1, display_name = $2, registrar = $3, outbound_proxy = $4, transport = $5, \
-                             password_enc = COALESCE($6, password_enc), updated_at = $7 WHERE id = $8",
+                            "UPDATE sip_accounts SET auth_user = $1, display_name = $2, registrar = $3, outbound_proxy = $4, \
+                             transport = $5, password_enc = COALESCE($6, password_enc), updated_at = $7 WHERE id = $8",
                         )
-                        .bind(keep(&a.auth_user, &e.auth_user))
-                        .bind(keep(&a.display_name, &e.display_name))
-                        .bind(keep(&a.registrar, &e.registrar))
-                        .bind(keep(&a.outbound_proxy, &e.outbound_proxy))
+                        .bind(auth_user)
+                        .bind(display_name)
+                        .bind(registrar)
+                        .bind(outbound_proxy)
                         .bind(transport)
-                        .bind(password)
+                        .bind(&password)
                         .bind(self.t)
                         .bind(e.id)
                         .execute(&mut *c)
                         .await?;
                         self.summary.accounts_updated += 1;
+                        if password.is_some() {
+                            after["password"] = "(changed)".into();
+                        }
+                        self.audit(c, "account.update", &a.sip_user, Some(before), after)
+                            .await?;
                     }
                     e.id
                 }
                 None => {
-                    let Some(password) = a
-                        .password
-                        .as_ref()
-                        .map(|p| self.store.cipher.encrypt(p.expose()))
-                    else {
+                    let Some(password) = &a.password else {
                         self.errors.push(RowError::new(
                             a.line,
                             format!(
@@ -180,7 +229,8 @@ impl<'a> Importer<'a> {
                         continue;
                     };
                     self.summary.accounts_created += 1;
-                    sqlx::query_scalar(
+                    let transport = a.transport.unwrap_or_default();
+                    let id = sqlx::query_scalar(
                         "INSERT INTO sip_accounts (domain_id, user_id, sip_user, auth_user, password_enc, display_name, registrar, \
                          outbound_proxy, transport, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
                     )
@@ -188,14 +238,21 @@ impl<'a> Importer<'a> {
                     .bind(user_id)
                     .bind(&a.sip_user)
                     .bind(&a.auth_user)
-                    .bind(password)
+                    .bind(self.store.cipher.encrypt(password.expose()))
                     .bind(&a.display_name)
                     .bind(&a.registrar)
                     .bind(&a.outbound_proxy)
-                    .bind(a.transport.unwrap_or_default().as_str())
+                    .bind(transport.as_str())
                     .bind(self.t)
                     .fetch_one(&mut *c)
-                    .await?
+                    .await?;
+                    let after = object!({
+                        "user": a.username, "sip_user": a.sip_user, "auth_user": a.auth_user, "display_name": a.display_name,
+                        "registrar": a.registrar, "outbound_proxy": a.outbound_proxy, "transport": transport, "password": "(changed)",
+                    });
+                    self.audit(c, "account.create", &a.sip_user, None, after)
+                        .await?;
+                    id
                 }
             };
             self.accounts.insert(&a.sip_user, id);
@@ -249,12 +306,24 @@ impl<'a> Importer<'a> {
             let Some(category) = self.category(c, dev.line, &dev.category).await? else {
                 continue;
             };
-            let owner = dev.owner.as_deref().map(|o| self.users[o]);
-            let existing: Option<ExistingDevice> =
-                sqlx::query_as("SELECT id, domain_id, vendor, model, category_id, user_id FROM devices WHERE mac = $1")
-                    .bind(dev.mac.to_string())
-                    .fetch_optional(&mut *c)
-                    .await?;
+            let Some(owner) = dev
+                .owner
+                .as_deref()
+                .map(|o| self.users.get(o).copied())
+                .map_or(Some(None), |id| id.map(Some))
+            else {
+                continue;
+            };
+            let existing: Option<ExistingDevice> = sqlx::query_as(
+                "SELECT d.id, d.domain_id, d.vendor, d.model, d.category_id, c.name AS category, d.user_id, u.username AS owner \
+                 FROM devices d LEFT JOIN categories c ON c.id = d.category_id LEFT JOIN users u ON u.id = d.user_id WHERE d.mac = $1",
+            )
+            .bind(dev.mac.to_string())
+            .fetch_optional(&mut *c)
+            .await?;
+            let lines = self.lines_of(dev);
+            let line_names: Vec<&str> = dev.lines.iter().map(|l| l.sip_user.as_str()).collect();
+            let mac = dev.mac.to_string();
             let id = match existing {
                 Some(e) if e.domain_id != self.d.0 => {
                     self.errors.push(RowError::new(
@@ -264,36 +333,50 @@ impl<'a> Importer<'a> {
                     continue;
                 }
                 Some(e) => {
-                    let category = category.or(e.category_id);
-                    let lines_changed = !dev.lines.is_empty()
-                        && current_lines(c, e.id).await? != self.lines_of(dev);
-                    let changed = keep(&dev.vendor, &e.vendor) != e.vendor
-                        || keep(&dev.model, &e.model) != e.model
-                        || category != e.category_id
+                    let category_id = category.or(e.category_id);
+                    let lines_changed =
+                        !dev.lines.is_empty() && current_lines(c, e.id).await? != lines;
+                    let (vendor, model) =
+                        (keep(&dev.vendor, &e.vendor), keep(&dev.model, &e.model));
+                    let changed = vendor != e.vendor
+                        || model != e.model
+                        || category_id != e.category_id
                         || owner != e.user_id
                         || lines_changed;
                     if changed {
                         sqlx::query("UPDATE devices SET vendor = $1, model = $2, category_id = $3, user_id = $4, updated_at = $5 WHERE id = $6")
-                            .bind(keep(&dev.vendor, &e.vendor))
-                            .bind(keep(&dev.model, &e.model))
-                            .bind(category)
+                            .bind(vendor)
+                            .bind(model)
+                            .bind(category_id)
                             .bind(owner)
                             .bind(self.t)
                             .bind(e.id)
                             .execute(&mut *c)
                             .await?;
                         self.summary.devices_updated += 1;
+                        let category = if dev.category.is_empty() {
+                            e.category.clone()
+                        } else {
+                            Some(dev.category.clone())
+                        };
+                        let before = object!({"mac": mac, "vendor": e.vendor, "model": e.model, "category": e.category, "user": e.owner});
+                        let mut after = object!({"mac": mac, "vendor": vendor, "model": model, "category": category, "user": dev.owner});
+                        if lines_changed {
+                            after["lines"] = object!(line_names);
+                        }
+                        self.audit(c, "device.update", &mac, Some(before), after)
+                            .await?;
                     }
                     e.id
                 }
                 None => {
                     self.summary.devices_created += 1;
-                    sqlx::query_scalar(
+                    let id = sqlx::query_scalar(
                         "INSERT INTO devices (domain_id, mac, vendor, model, state, category_id, user_id, created_at, updated_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
                     )
                     .bind(self.d.0)
-                    .bind(dev.mac.to_string())
+                    .bind(&mac)
                     .bind(&dev.vendor)
                     .bind(&dev.model)
                     .bind(DeviceState::Added.as_str())
@@ -301,14 +384,16 @@ impl<'a> Importer<'a> {
                     .bind(owner)
                     .bind(self.t)
                     .fetch_one(&mut *c)
-                    .await?
+                    .await?;
+                    let category = (!dev.category.is_empty()).then_some(&dev.category);
+                    let after = object!({"mac": mac, "vendor": dev.vendor, "model": dev.model, "category": category, "user": dev.owner, "lines": line_names});
+                    self.audit(c, "device.create", &mac, None, after).await?;
+                    id
                 }
             };
-            if !dev.lines.is_empty() {
-                // An account refused above has no id; its row already carries the error.
-                if let Some(lines) = self.lines_of(dev) {
-                    set_lines(c, id, &lines).await?;
-                }
+            // An account refused above has no id; its row already carries the error.
+            if let (false, Some(lines)) = (dev.lines.is_empty(), lines) {
+                set_lines(c, id, &lines).await?;
             }
         }
         Ok(())
@@ -358,19 +443,19 @@ struct ExportLine {
     sip_user: String,
 }
 
-#[async_trait]
-impl BulkStore for SqlStore {
-    async fn import(&self, actor: &Actor, d: DomainId, plan: &Plan) -> Result<ImportSummary> {
+impl SqlStore {
+    async fn import_all(&self, actor: &Actor, d: DomainId, plan: &Plan) -> Result<ImportSummary> {
         let mut tx = self.write().await?;
         let mut importer = Importer {
             store: self,
+            actor,
             d,
             t: now(),
             users: HashMap::new(),
             accounts: HashMap::new(),
             categories: HashMap::new(),
             summary: ImportSummary::default(),
-            errors: Vec::new(),
+            errors: plan.errors.clone(),
         };
         importer.users(&mut tx, plan).await?;
         importer.accounts(&mut tx, plan).await?;
@@ -393,6 +478,19 @@ impl BulkStore for SqlStore {
         .await?;
         tx.commit().await?;
         Ok(summary)
+    }
+}
+
+#[async_trait]
+impl BulkStore for SqlStore {
+    async fn import(&self, actor: &Actor, d: DomainId, plan: &Plan) -> Result<ImportSummary> {
+        self.import_all(actor, d, plan).await.map_err(|e| match e {
+            // Another writer created the same user, account or MAC while this import ran.
+            StoreError::Database(e) if StoreError::is_unique_violation(&e) => {
+                StoreError::Conflict("a concurrent change created some of the same users, SIP accounts or devices; nothing was imported, try again".into())
+            }
+            e => e,
+        })
     }
 
     async fn export(&self, d: DomainId, with_passwords: bool) -> Result<Vec<Row>> {

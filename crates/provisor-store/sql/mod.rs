@@ -170,4 +170,12 @@ impl BaseStore for SqlStore {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn meta_remove(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM meta WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

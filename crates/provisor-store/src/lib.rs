@@ -42,9 +42,9 @@ pub enum StoreError {
     Rows(Vec<RowError>),
     #[error(transparent)]
     Cipher(#[from] CipherError),
-    #[error("database error: {0}")]
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
+    #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
@@ -132,6 +132,7 @@ pub trait BaseStore: Send + Sync {
     async fn meta_get(&self, key: &str) -> Result<Option<String>>;
     /// Sets `key` unless it is set already; true if this call set it.
     async fn meta_init(&self, key: &str, value: &str) -> Result<bool>;
+    async fn meta_remove(&self, key: &str) -> Result<()>;
 }
 
 #[async_trait]

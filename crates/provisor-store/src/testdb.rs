@@ -30,6 +30,10 @@ pub async fn fresh_postgres() -> Option<String> {
     .await
     {
         Ok(Ok(conn)) => conn,
+        // The server answered and refused (no such database or role): a setup error, never a skip.
+        Ok(Err(sqlx::Error::Database(e))) => {
+            panic!("PostgreSQL at {server} refused the test connection: {e}")
+        }
         Ok(Err(e)) => return skip_or_fail(&server, &e.to_string()),
         Err(_) => return skip_or_fail(&server, "no answer within 10 s"),
     };

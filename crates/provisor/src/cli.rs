@@ -288,7 +288,7 @@ fn device_text(d: &Device) -> String {
 }
 
 /// Every page of a list, for commands that print all of it.
-async fn all<T, F, Fut>(mut fetch: F, id: impl Fn(&T) -> i64) -> anyhow::Result<Vec<T>>
+async fn all<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = provisor_store::Result<provisor_store::Page<T>>>,
@@ -302,7 +302,6 @@ where
         })
         .await?;
         after = page.next;
-        let _ = page.items.last().map(&id);
         out.extend(page.items);
         if after.is_none() {
             return Ok(out);
@@ -327,7 +326,7 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
             out.show(&d, || format!("added domain {}", d.name))
         }
         Command::Domain(DomainCmd::List) => {
-            let domains = all(|p| store.list_domains(p), |d| d.id.0).await?;
+            let domains = all(|p| store.list_domains(p)).await?;
             out.show(&domains, || {
                 domains
                     .iter()
@@ -451,7 +450,7 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
         Command::Device(DeviceCmd::List { domain: dn }) => {
             let d = domain(store, &dn).await?;
             let filter = DeviceFilter::default();
-            let devices = all(|p| store.list_devices(d, &filter, p), |x| x.id).await?;
+            let devices = all(|p| store.list_devices(d, &filter, p)).await?;
             out.show(&devices, || {
                 devices
                     .iter()
@@ -483,10 +482,8 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
             let d = domain(store, &dn).await?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let plan = match csv::parse(&bytes) {
-                Ok(plan) => plan,
-                Err(rows) => return Err(rejected(&file, &rows)),
-            };
+            // Rows refused while reading travel in the plan; the store adds its own.
+            let plan = csv::read(&bytes);
             match store.import(&actor, d, &plan).await {
                 Ok(s) => out.show(&s, || {
                     format!(
@@ -506,7 +503,7 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
             let d = domain(store, &dn).await?;
             let text = csv::write(&store.export(d, passwords).await?);
             match file {
-                Some(f) => std::fs::write(&f, text)
+                Some(f) => startup::write_private(&f, &text)
                     .with_context(|| format!("cannot write {}", f.display())),
                 None => {
                     print!("{text}");

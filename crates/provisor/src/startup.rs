@@ -38,18 +38,24 @@ pub fn init_tracing(format: LogFormat, level: &str) {
     };
 }
 
-/// Writes `contents` to a new file only its owner can read (mode 0600).
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Writes `contents` to `path` readable by its owner only (mode 0600), replacing any file
+/// there atomically: readers see the old file or the whole new one.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let name = path.file_name().context("a file path")?.to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()
+    });
+    let result = written.and_then(|()| std::fs::rename(&temp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
@@ -92,38 +98,42 @@ fn load_key(config: &Config) -> anyhow::Result<(Cipher, KeySource)> {
 }
 
 /// Proves the key opens what the database holds, or records it as the database's key.
+/// A generated key is saved before the database is bound to it, and removed again if the
+/// database turns out to have another key.
 async fn check_key(store: &dyn Store, cipher: &Cipher, source: KeySource) -> anyhow::Result<()> {
-    let stored = match store.meta_get(KEY_CHECK_META).await? {
-        Some(stored) => stored,
-        None => {
-            let sealed = hex::encode(cipher.encrypt(KEY_CHECK_TEXT));
-            if store.meta_init(KEY_CHECK_META, &sealed).await? {
-                if let KeySource::New(path, text) = &source {
-                    write_private(path, &format!("{text}\n"))?;
-                    tracing::info!(path = %path.display(), "generated the encryption key for secrets at rest");
-                }
-                return Ok(());
-            }
-            store
-                .meta_get(KEY_CHECK_META)
-                .await?
-                .context("the key check vanished")?
+    let mut wrote = false;
+    if store.meta_get(KEY_CHECK_META).await?.is_none() {
+        if let KeySource::New(path, text) = &source {
+            write_private(path, &format!("{text}\n"))?;
+            wrote = true;
         }
-    };
+        let sealed = hex::encode(cipher.encrypt(KEY_CHECK_TEXT));
+        if store.meta_init(KEY_CHECK_META, &sealed).await? {
+            if wrote {
+                tracing::info!("generated the encryption key for secrets at rest");
+            }
+            return Ok(());
+        }
+    }
+    let stored = store
+        .meta_get(KEY_CHECK_META)
+        .await?
+        .context("the key check vanished")?;
     let opens = hex::decode(&stored)
         .ok()
         .and_then(|b| cipher.decrypt(&b).ok())
         .is_some_and(|t| t.expose() == KEY_CHECK_TEXT);
     match (opens, source) {
-        (true, KeySource::New(path, text)) => {
-            // Only possible if another node raced us with the same configured key; keep it.
-            write_private(&path, &format!("{text}\n"))
-        }
         (true, _) => Ok(()),
-        (false, KeySource::New(path, _)) => bail!(
-            "the database holds secrets encrypted with a key that is not here: restore {} or set encryption_key / encryption_key_file",
-            path.display()
-        ),
+        (false, KeySource::New(path, _)) => {
+            if wrote {
+                let _ = std::fs::remove_file(&path);
+            }
+            bail!(
+                "the database holds secrets encrypted with a key that is not here: restore {} or set encryption_key / encryption_key_file",
+                path.display()
+            )
+        }
         (false, KeySource::File(path)) => bail!(
             "the key in {} does not match the database's secrets (wrong key file?)",
             path.display()
@@ -151,10 +161,20 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         }
         Some(url) => {
             let url = url.0.expose();
-            let scheme = url.split_once("://").map_or(url, |(s, _)| s);
-            if scheme != "postgres" && scheme != "postgresql" {
+            // Name the scheme only if it looks like one: the rest of a URL may hold a password.
+            let scheme = url.split_once(':').map(|(s, _)| s).filter(|s| {
+                !s.is_empty()
+                    && s.len() <= 20
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            });
+            if !matches!(scheme, Some("postgres" | "postgresql")) {
+                let named = scheme.map_or_else(
+                    || "the database URL has no scheme".to_owned(),
+                    |s| format!("unsupported database URL scheme '{s}'"),
+                );
                 bail!(
-                    "unsupported database URL scheme '{scheme}': use postgres://… for PostgreSQL, or no database_url for SQLite in the data directory"
+                    "{named}: use postgres://… for PostgreSQL, or no database_url for SQLite in the data directory"
                 );
             }
             let store =
@@ -168,8 +188,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// On the very first start of an installation: an operator token, printed once and kept in
-/// the data directory with mode 0600. Returns it so tests can use it.
+/// On the very first start of an installation: an operator token, saved in the data
+/// directory with mode 0600 (replacing any file left there), then printed once. The claim
+/// is made first, so two nodes starting together issue one token; if saving fails, the
+/// token is revoked and the claim withdrawn, so the next start tries again.
 pub async fn bootstrap_token(
     store: &dyn Store,
     data_dir: &Path,
@@ -179,16 +201,32 @@ pub async fn bootstrap_token(
     {
         return Ok(None);
     }
-    let (_, secret) = issue_token(
-        store,
-        &Actor::system(),
-        "first operator token",
-        Role::Operator,
-        None,
-    )
-    .await?;
     let path = data_dir.join(TOKEN_FILE);
-    write_private(&path, &format!("{}\n", secret.expose()))?;
+    let issued: anyhow::Result<SecretString> = async {
+        let (token, secret) = issue_token(
+            store,
+            &Actor::system(),
+            "first operator token",
+            Role::Operator,
+            None,
+        )
+        .await?;
+        if let Err(e) = write_private(&path, &format!("{}\n", secret.expose())) {
+            let _ = store.revoke_token(&Actor::system(), None, token.id).await;
+            return Err(e);
+        }
+        Ok(secret)
+    }
+    .await;
+    let secret = match issued {
+        Ok(secret) => secret,
+        Err(e) => {
+            let _ = store.meta_remove(BOOTSTRAP_META).await;
+            return Err(
+                e.context("could not issue the first operator token; the next start tries again")
+            );
+        }
+    };
     println!(
         "Operator API token (shown once; also saved to {}):\n{}",
         path.display(),

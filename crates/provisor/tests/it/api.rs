@@ -168,8 +168,15 @@ async fn errors(app: TestApp) {
             json!({"mac": "00:15:65:AA:BB"}),
         )
         .await
-        .problem(400, "bad-request");
-    assert!(p["detail"].as_str().unwrap().contains("mac"), "{p}");
+        .problem(400, "invalid-field");
+    assert_eq!(
+        p["field"], "mac",
+        "a bad MAC in a body is named like one in a path"
+    );
+    assert_eq!(
+        p["detail"],
+        "mac: '00:15:65:AA:BB' is not a MAC address (expected e.g. 00:15:65:aa:bb:cc or 001565aabbcc)"
+    );
     let p = app
         .get("/api/v1/domains/e.example/devices/zz")
         .await
@@ -217,8 +224,16 @@ async fn errors(app: TestApp) {
             json!({"sip_user": "301", "password": "x", "transport": "sctp"}),
         )
         .await
-        .problem(400, "bad-request");
-    assert!(p["detail"].as_str().unwrap().contains("transport"), "{p}");
+        .problem(400, "invalid-field");
+    assert_eq!(p["field"], "transport");
+    let p = app
+        .post(
+            "/api/v1/domains/e.example/devices",
+            json!({"mac": "001565000009", "lines": ["100", 7]}),
+        )
+        .await
+        .problem(400, "invalid-field");
+    assert_eq!(p["field"], "lines[1]");
     let p = app
         .post(
             "/api/v1/domains/e.example/users",
@@ -227,12 +242,20 @@ async fn errors(app: TestApp) {
         .await
         .problem(400, "invalid-field");
     assert_eq!(p["field"], "password");
-    app.post(
-        "/api/v1/domains/e.example/users",
-        json!({"username": "dave", "unknown": 1}),
-    )
-    .await
-    .problem(400, "bad-request");
+    let p = app
+        .post(
+            "/api/v1/domains/e.example/users",
+            json!({"username": "dave", "unknown": 1}),
+        )
+        .await
+        .problem(400, "invalid-field");
+    assert_eq!(p["field"], "unknown");
+    // A missing required field is a bad request saying which.
+    let p = app
+        .post("/api/v1/domains/e.example/users", json!({}))
+        .await
+        .problem(400, "bad-request");
+    assert!(p["detail"].as_str().unwrap().contains("username"), "{p}");
     app.get("/api/v1/domains/e.example/devices?limit=0")
         .await
         .problem(400, "invalid-field");
@@ -420,9 +443,11 @@ async fn tokens(app: TestApp) {
     )
     .await
     .problem(400, "invalid-field");
-    app.post("/api/v1/tokens", json!({"role": "root"}))
+    let p = app
+        .post("/api/v1/tokens", json!({"role": "root"}))
         .await
-        .problem(400, "bad-request");
+        .problem(400, "invalid-field");
+    assert_eq!(p["field"], "role");
 }
 
 both!(audit_log_records_admin_changes, audit);

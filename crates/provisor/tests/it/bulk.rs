@@ -1,5 +1,6 @@
 use provisor_testkit::{TestApp, both};
 use reqwest::Method;
+use serde_json::json;
 
 const GOOD: &str = "username,display_name,email,sip_user,sip_password,registrar,transport,mac,vendor,model,category,line
 alice,Alice,alice@x.example,100,pw-100,sip.x.example,udp,00:15:65:00:01:00,yealink,T54W,Sales,1
@@ -245,4 +246,97 @@ async fn large(app: TestApp) {
         .expect(200);
     assert_eq!(dev["lines"][0]["sip_user"], "119999");
     assert_eq!(dev["user"], "u19999");
+}
+
+both!(
+    format_and_database_errors_are_reported_together,
+    every_bad_row
+);
+async fn every_bad_row(app: TestApp) {
+    app.create_domain("x.example").await;
+    app.create_domain("other.example").await;
+    app.create_user("x.example", "owner").await;
+    app.create_account("x.example", "owner", "500", "pw").await;
+    app.create_device("other.example", json!({"mac": "001565000777"}))
+        .await;
+    let csv = "username,sip_user,sip_password,mac,category
+ok,100,pw,001565000001,
+badmac,101,pw,nope,
+nocat,102,pw,001565000002,Nope
+nopw,103,,,
+thief,500,pw,,
+taken,104,pw,001565000777,
+";
+    let p = import(&app, "x.example", &app.token, csv.into())
+        .await
+        .problem(422, "import-rejected");
+    let lines: Vec<u64> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [3, 4, 5, 6, 7],
+        "one attempt names every bad row: {p}"
+    );
+    assert!(app.get("/api/v1/domains/x.example/users/ok").await.status == 404);
+}
+
+both!(an_import_audits_every_object_it_changes, import_audit);
+async fn import_audit(app: TestApp) {
+    app.create_domain("x.example").await;
+    app.create_category("x.example", "Sales", false).await;
+    import(&app, "x.example", &app.token, GOOD.into())
+        .await
+        .expect(200);
+    let changed = "username,sip_user,sip_password,mac,line\nalice,100,pw-new,001565000100,2\nalice,101,,001565000100,1\n";
+    import(&app, "x.example", &app.token, changed.into())
+        .await
+        .expect(200);
+    let log = app
+        .get("/api/v1/audit?domain=x.example&limit=1000")
+        .await
+        .expect(200);
+    let actions: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        &actions[..4],
+        [
+            ("import", "csv"),
+            ("device.update", "001565000100"),
+            ("account.update", "100"),
+            ("import", "csv")
+        ],
+        "the second import changed one account and one device"
+    );
+    for expected in [
+        ("user.create", "alice"),
+        ("user.create", "bob"),
+        ("account.create", "+4930123"),
+        ("device.create", "001565000199"),
+    ] {
+        assert!(actions.contains(&expected), "{expected:?} in {actions:?}");
+    }
+    let device_update = &log["items"][1];
+    assert_eq!(device_update["after"]["lines"], json!(["101", "100"]));
+    assert_eq!(log["items"][2]["after"]["password"], "(changed)");
+    assert!(
+        !log.to_string().contains("pw-new"),
+        "no passwords in the audit log"
+    );
+}
+
+both!(an_oversized_import_is_a_problem_document, oversized);
+async fn oversized(app: TestApp) {
+    app.create_domain("x.example").await;
+    let huge = "a".repeat(provisor_http::MAX_IMPORT_BODY + 1);
+    import(&app, "x.example", &app.token, huge)
+        .await
+        .problem(413, "payload-too-large");
 }

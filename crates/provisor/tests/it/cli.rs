@@ -376,6 +376,13 @@ async fn cli_bulk(app: TestApp) {
     ));
     let api = app.get("/api/v1/domains/bulk.example/export").await.text;
     assert_eq!(std::fs::read_to_string(&exported).unwrap(), api);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&exported).unwrap().permissions()
+        ) & 0o777,
+        0o600,
+        "exports are readable by their owner only"
+    );
     let with_pw = ok(provisor(
         &app,
         &["export", "--domain", "bulk.example", "--passwords"],

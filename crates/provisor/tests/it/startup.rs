@@ -90,6 +90,53 @@ async fn an_unknown_database_scheme_is_an_error() {
     );
 }
 
+#[tokio::test]
+async fn a_url_without_a_known_scheme_never_echoes_its_password() {
+    let (mut config, _dir) = fresh_config(Backend::Sqlite).await.unwrap();
+    config.database_url = Some(Secret(SecretString::new("postgres//u:hunter2@h/x")));
+    let e = format!("{:#}", open_store(&config).await.err().unwrap());
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(e.contains("has no scheme"), "{e}");
+}
+
+/// A data directory reused for a new database (here: the database files deleted) still
+/// gets a working first token; the old token file is replaced, not a reason to fail.
+#[tokio::test]
+async fn a_leftover_token_file_is_replaced_on_first_start() {
+    let (config, _dir) = fresh_config(Backend::Sqlite).await.unwrap();
+    let store = open_store(&config).await.unwrap();
+    let first = bootstrap_token(store.as_ref(), &config.data_dir)
+        .await
+        .unwrap()
+        .unwrap();
+    store.close().await;
+    for f in [
+        "provisor.db",
+        "provisor.db-wal",
+        "provisor.db-shm",
+        "secret.key",
+    ] {
+        let _ = std::fs::remove_file(config.data_dir.join(f));
+    }
+    let store = open_store(&config).await.unwrap();
+    let second = bootstrap_token(store.as_ref(), &config.data_dir)
+        .await
+        .unwrap()
+        .expect("a new first token");
+    assert_ne!(first.expose(), second.expose());
+    let file = config.data_dir.join("operator-token");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        second.expose()
+    );
+    assert_eq!(mode(&file), 0o600);
+    let digest = provisor_domain::token::digest(second.expose());
+    assert!(
+        store.token_by_hash(&digest).await.unwrap().is_some(),
+        "the saved token works"
+    );
+}
+
 #[test]
 fn migrations_are_in_lockstep() {
     let list = |m: &Migrator| {
