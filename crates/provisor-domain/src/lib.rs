@@ -7,6 +7,7 @@
 //! HTTP API, the CLI and the stores.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod csv;
 pub mod mac;
 pub mod model;
