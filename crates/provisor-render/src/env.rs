@@ -110,6 +110,15 @@ impl Renderer {
             }
         });
         env.set_formatter(format_value);
+        // `https://h/p/` → `https` and `h/p/`, for vendors that take them apart.
+        env.add_filter("url_scheme", |url: String| {
+            url.split_once("://")
+                .map_or(String::new(), |(s, _)| s.to_owned())
+        });
+        env.add_filter("without_scheme", |url: String| {
+            url.split_once("://")
+                .map_or(url.clone(), |(_, rest)| rest.to_owned())
+        });
         for (name, source) in vendors.templates {
             env.add_template_owned(name.clone(), source)
                 .map_err(|e| template_error(&name, &e))?;
