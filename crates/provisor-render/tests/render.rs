@@ -12,7 +12,7 @@ fn builtin() -> Renderer {
 
 /// Vendors whose templates are still to be written (issue 3, next step). The test below
 /// fails as soon as one of them gets its templates, so this list stays true.
-const PENDING: [&str; 3] = ["fanvil", "htek", "panasonic"];
+const PENDING: [&str; 2] = ["fanvil", "panasonic"];
 
 #[test]
 fn every_served_file_of_a_finished_vendor_has_its_template() {
@@ -539,4 +539,30 @@ fn gigaset_handsets_accounts_and_providers() {
         .filter_map(|n| n.attribute("value"))
         .collect();
     assert_eq!(handsets, ["00001", "00002"]);
+}
+
+#[test]
+fn htek_p_codes_for_its_two_verified_accounts() {
+    let text = render_hostile("htek", "UC903", "mac.xml", 2);
+    let doc = xml(&text);
+    let el = |tag: &str| element(&doc, tag, &[]);
+    assert_eq!(el("P34"), HOSTILE, "account 1 password");
+    assert_eq!(el("P3"), "Tom & \"Jerry\" <sales>");
+    assert_eq!(
+        el("P735"),
+        "102",
+        "account 2 user, not Grandstream's numbering"
+    );
+    assert_eq!(el("P747"), "sip.example.com:5071");
+    assert_eq!(el("P830"), "2");
+    assert_eq!(el("P748"), "proxy.example.com");
+    assert_eq!(el("P2"), "Adm1n-Sample");
+    let mut ctx = Context::sample("htek", "UC903", 1);
+    ctx.device.max_lines = 2;
+    let text = builtin().render("htek", "mac.xml", ctx).unwrap().body;
+    assert_eq!(
+        element(&xml(&text), "P401", &[]),
+        "0",
+        "an unused second account is switched off"
+    );
 }
