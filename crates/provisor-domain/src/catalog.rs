@@ -45,6 +45,34 @@ pub enum FileKind {
     Skip,
 }
 
+/// How a vendor's files are written, where the template name does not say it all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    #[serde(default)]
+    pub line_endings: LineEndings,
+    #[serde(default)]
+    pub values: ValueFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineEndings {
+    #[default]
+    Lf,
+    Crlf,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueFormat {
+    /// By the template's name: `.xml`/`.htm` escape for XML, anything else is line-based.
+    #[default]
+    Auto,
+    /// Line-based with values between double quotes, which a value cannot contain.
+    Quoted,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
@@ -75,6 +103,7 @@ pub struct Vendor {
     pub name: String,
     pub mac_case: MacCase,
     pub ouis: Vec<String>,
+    pub output: Output,
     user_agents: Vec<Regex>,
     /// In the order the phone asks for them at boot.
     pub files: Vec<FileRule>,
@@ -94,6 +123,8 @@ struct VendorSource {
     files: Vec<FileSource>,
     #[serde(default)]
     models: BTreeMap<String, Model>,
+    #[serde(default)]
+    output: Output,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +225,7 @@ impl Vendor {
             id: src.id,
             name: src.name,
             mac_case: src.mac_case,
+            output: src.output,
             ouis,
             user_agents,
             files,

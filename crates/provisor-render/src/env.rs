@@ -5,7 +5,7 @@ use minijinja::value::Value;
 use minijinja::{
     AutoEscape, Environment, Error as TemplateError, ErrorKind, Output, State, UndefinedBehavior,
 };
-use provisor_domain::catalog::Catalog;
+use provisor_domain::catalog::{Catalog, LineEndings, ValueFormat};
 
 use crate::context::Context;
 use crate::load::Vendors;
@@ -85,6 +85,12 @@ fn format_value(
     let mut escaped = String::with_capacity(text.len());
     match state.auto_escape() {
         AutoEscape::Custom("xml") => xml_escape(&text, &mut escaped),
+        AutoEscape::Custom("quoted") if text.contains('"') => {
+            return Err(TemplateError::new(
+                ErrorKind::InvalidOperation,
+                "a value contains a double quote (\"), which this vendor's files cannot carry",
+            ));
+        }
         _ => escaped.extend(
             text.chars()
                 .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
@@ -102,8 +108,21 @@ impl Renderer {
         env.set_keep_trailing_newline(true);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.set_auto_escape_callback(|name| {
-            if is_markup(name) {
+        // Vendors whose values are quoted, whatever their templates are called.
+        let quoted: Vec<String> = vendors
+            .catalog
+            .vendors()
+            .iter()
+            .filter(|v| v.output.values == ValueFormat::Quoted)
+            .map(|v| format!("{}/", v.id))
+            .collect();
+        env.set_auto_escape_callback(move |name| {
+            if quoted
+                .iter()
+                .any(|prefix| name.starts_with(prefix.as_str()))
+            {
+                AutoEscape::Custom("quoted")
+            } else if is_markup(name) {
                 AutoEscape::Custom("xml")
             } else {
                 AutoEscape::Custom("line")
@@ -166,9 +185,16 @@ impl Renderer {
                 dropped.join(", ")
             ));
         }
-        let body = compiled
+        let mut body = compiled
             .render(&context)
             .map_err(|e| template_error(&name, &e))?;
+        if self
+            .catalog
+            .vendor(vendor)
+            .is_some_and(|v| v.output.line_endings == LineEndings::Crlf)
+        {
+            body = body.replace("\r\n", "\n").replace('\n', "\r\n");
+        }
         Ok(Rendered { body, warnings })
     }
 }

@@ -12,7 +12,7 @@ fn builtin() -> Renderer {
 
 /// Vendors whose templates are still to be written (issue 3, next step). The test below
 /// fails as soon as one of them gets its templates, so this list stays true.
-const PENDING: [&str; 2] = ["fanvil", "panasonic"];
+const PENDING: [&str; 1] = ["fanvil"];
 
 #[test]
 fn every_served_file_of_a_finished_vendor_has_its_template() {
@@ -564,5 +564,74 @@ fn htek_p_codes_for_its_two_verified_accounts() {
         element(&xml(&text), "P401", &[]),
         "0",
         "an unused second account is switched off"
+    );
+}
+
+#[test]
+fn panasonic_strict_text_format() {
+    let r = builtin();
+    let mut ctx = Context::sample("panasonic", "KX-UT136", 2);
+    ctx.device.max_lines = 3;
+    ctx.lines[0].password = "p<&>'w".into();
+    ctx.lines[1].transport = "tls".into();
+    let body = r.render("panasonic", "mac.cfg", ctx.clone()).unwrap().body;
+    assert!(
+        body.starts_with(
+            "# Panasonic SIP Phone Standard Format File # DO NOT CHANGE THIS LINE!\r\n"
+        )
+    );
+    assert!(
+        !body.replace("\r\n", "").contains('\n'),
+        "every line ends in CRLF"
+    );
+    assert!(
+        body.ends_with("\r\n\r\n"),
+        "the file ends with an empty line"
+    );
+    let mut keys = BTreeMap::new();
+    for line in body
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{line:?}"));
+        assert!(
+            !k.contains(' ') && v.starts_with('"') && v.ends_with('"'),
+            "KEY=\"value\": {line:?}"
+        );
+        assert!(line.len() <= 537);
+        assert!(
+            keys.insert(k.to_owned(), v.trim_matches('"').to_owned())
+                .is_none(),
+            "{k} twice: the first would win"
+        );
+    }
+    assert_eq!(
+        keys["SIP_PASS_1"], "p<&>'w",
+        "no XML escaping in a text file"
+    );
+    assert_eq!(keys["PHONE_NUMBER_2"], "102");
+    assert_eq!(keys["SIP_TRANSPORT_2"], "2");
+    assert_eq!(keys["SIP_RGSTR_PORT_2"], "5061");
+    assert_eq!(keys["PHONE_NUMBER_3"], "");
+    assert_eq!(keys["ADMIN_PASS"], "Adm1n-Sample");
+    assert_eq!(
+        keys["CFG_STANDARD_FILE_PATH"],
+        "https://provisor.example.com/p/TOKEN/Config{MAC}.cfg"
+    );
+    // A double quote cannot be written: a clear error, never a changed password.
+    ctx.lines[0].password = "pa\"ss".into();
+    let e = r.render("panasonic", "mac.cfg", ctx).unwrap_err();
+    assert!(e.to_string().contains("double quote"), "{e}");
+    let common = r
+        .render(
+            "panasonic",
+            "model.cfg",
+            Context::sample("panasonic", "", 0),
+        )
+        .unwrap()
+        .body;
+    assert!(
+        common.starts_with("# Panasonic SIP Phone Standard Format File #")
+            && !common.contains("PASS")
     );
 }
