@@ -334,8 +334,8 @@ impl<'a> Importer<'a> {
                 }
                 Some(e) => {
                     let category_id = category.or(e.category_id);
-                    let lines_changed =
-                        !dev.lines.is_empty() && current_lines(c, e.id).await? != lines;
+                    let lines_changed = !dev.lines.is_empty()
+                        && lines.as_ref() != Some(&current_lines(c, e.id).await?);
                     let (vendor, model) =
                         (keep(&dev.vendor, &e.vendor), keep(&dev.model, &e.model));
                     let changed = vendor != e.vendor
@@ -400,14 +400,14 @@ impl<'a> Importer<'a> {
     }
 }
 
-async fn current_lines(c: &mut Conn, device_id: i64) -> Result<Option<Vec<(u32, i64)>>> {
+async fn current_lines(c: &mut Conn, device_id: i64) -> Result<Vec<(u32, i64)>> {
     let rows: Vec<(i32, i64)> = sqlx::query_as(
         "SELECT position, account_id FROM device_lines WHERE device_id = $1 ORDER BY position",
     )
     .bind(device_id)
     .fetch_all(&mut *c)
     .await?;
-    Ok(Some(rows.into_iter().map(|(p, a)| (p as u32, a)).collect()))
+    Ok(rows.into_iter().map(|(p, a)| (p as u32, a)).collect())
 }
 
 #[derive(sqlx::FromRow)]

@@ -258,32 +258,28 @@ impl DeviceStore for SqlStore {
     ) -> Result<Device> {
         let mut tx = self.write().await?;
         let before = device_row(&mut tx, d, mac).await?;
+        // Only what the patch names is looked up; absent fields keep their column.
         let category = match &patch.category {
-            Some(c) => optional_id(&mut tx, d, "category", &CATEGORY, c.as_deref()).await?,
-            None => {
-                optional_id(
-                    &mut tx,
-                    d,
-                    "category",
-                    &CATEGORY,
-                    before.category.as_deref(),
-                )
-                .await?
-            }
+            Some(c) => Some(optional_id(&mut tx, d, "category", &CATEGORY, c.as_deref()).await?),
+            None => None,
         };
         let owner = match &patch.user {
-            Some(u) => optional_id(&mut tx, d, "user", &USER, u.as_deref()).await?,
-            None => optional_id(&mut tx, d, "user", &USER, before.user.as_deref()).await?,
+            Some(u) => Some(optional_id(&mut tx, d, "user", &USER, u.as_deref()).await?),
+            None => None,
         };
         sqlx::query(
-            "UPDATE devices SET vendor = $1, model = $2, state = $3, category_id = $4, user_id = $5, settings = $6, updated_at = $7 \
-             WHERE id = $8",
+            "UPDATE devices SET vendor = $1, model = $2, state = $3, \
+             category_id = CASE WHEN $4 THEN $5 ELSE category_id END, \
+             user_id = CASE WHEN $6 THEN $7 ELSE user_id END, settings = $8, updated_at = $9 \
+             WHERE id = $10",
         )
         .bind(patch.vendor.as_ref().unwrap_or(&before.vendor))
         .bind(patch.model.as_ref().unwrap_or(&before.model))
         .bind(patch.state.unwrap_or(before.state).as_str())
-        .bind(category)
-        .bind(owner)
+        .bind(category.is_some())
+        .bind(category.flatten())
+        .bind(owner.is_some())
+        .bind(owner.flatten())
         .bind(Json(patch.settings.as_ref().unwrap_or(&before.settings)))
         .bind(now())
         .bind(before.id)

@@ -317,13 +317,6 @@ impl DomainStore for SqlStore {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-        // The history stays (under the domain's name, for operators) but no longer belongs
-        // to the id: SQLite hands a deleted row's id out again, and a domain created later
-        // with it must not see this domain's history.
-        sqlx::query("UPDATE audit_log SET domain_id = NULL WHERE domain_id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }

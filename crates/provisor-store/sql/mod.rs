@@ -70,21 +70,12 @@ fn unique(message: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError 
 /// Maps a foreign-key violation (something still refers to the row) to a conflict.
 fn in_use(message: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| {
-        if StoreError::is_foreign_key_violation(&e) || is_sqlite_restrict_violation(&e) {
+        if StoreError::is_foreign_key_violation(&e) {
             StoreError::Conflict(message.into())
         } else {
             StoreError::Database(e)
         }
     }
-}
-
-/// SQLite enforces `ON DELETE RESTRICT` with an internal trigger and reports a violation as
-/// `SQLITE_CONSTRAINT_TRIGGER` (extended code 1811), which sqlx does not classify as a
-/// foreign-key violation. (PostgreSQL codes are five-character SQLSTATEs, never "1811".)
-fn is_sqlite_restrict_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| {
-        d.code().as_deref() == Some("1811") && d.message().contains("FOREIGN KEY constraint failed")
-    })
 }
 
 /// The keyset page: rows were fetched with `LIMIT limit + 1`.

@@ -53,9 +53,15 @@ impl StoreError {
         e.as_database_error()
             .is_some_and(|d| d.is_unique_violation())
     }
+    /// Also SQLite's `ON DELETE RESTRICT`, which it enforces with an internal trigger and
+    /// reports as `SQLITE_CONSTRAINT_TRIGGER` (extended code 1811), a code sqlx does not
+    /// classify as a foreign-key violation. (PostgreSQL codes are SQLSTATEs, never "1811".)
     pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-        e.as_database_error()
-            .is_some_and(|d| d.is_foreign_key_violation())
+        e.as_database_error().is_some_and(|d| {
+            d.is_foreign_key_violation()
+                || (d.code().as_deref() == Some("1811")
+                    && d.message().contains("FOREIGN KEY constraint failed"))
+        })
     }
 }
 
@@ -80,7 +86,8 @@ impl Default for PageRequest {
     }
 }
 
-fn default_limit() -> u32 {
+/// Items per page when a request does not say.
+pub fn default_limit() -> u32 {
     100
 }
 

@@ -212,6 +212,23 @@ where
 }
 
 /// Parses and imports a CSV text.
+/// The fields of accounts an import sets, to compare them as a whole.
+fn account_fields(accounts: &[SipAccount]) -> Vec<(&str, &str, &str, &str, &str, Transport)> {
+    accounts
+        .iter()
+        .map(|x| {
+            (
+                x.user.as_str(),
+                x.sip_user.as_str(),
+                x.auth_user.as_str(),
+                x.display_name.as_str(),
+                x.registrar.as_str(),
+                x.transport,
+            )
+        })
+        .collect()
+}
+
 async fn import_csv(s: &dyn Store, d: DomainId, text: &str) -> Result<ImportSummary> {
     let plan =
         csv::parse(text.as_bytes()).unwrap_or_else(|e| panic!("test CSV does not parse: {e:?}"));
@@ -1911,19 +1928,7 @@ pub async fn import_creates_then_changes_nothing(s: Arc<dyn Store>) {
         ]
     );
     let accounts = s.list_accounts(a, None, all()).await.unwrap().items;
-    let acc: Vec<(&str, &str, &str, &str, &str, Transport)> = accounts
-        .iter()
-        .map(|x| {
-            (
-                x.user.as_str(),
-                x.sip_user.as_str(),
-                x.auth_user.as_str(),
-                x.display_name.as_str(),
-                x.registrar.as_str(),
-                x.transport,
-            )
-        })
-        .collect();
+    let acc = account_fields(&accounts);
     assert_eq!(
         acc,
         [
@@ -1995,19 +2000,7 @@ pub async fn import_creates_then_changes_nothing(s: Arc<dyn Store>) {
     assert_eq!(again, ImportSummary::default(), "nothing counts as changed");
     assert_eq!(s.list_users(a, all()).await.unwrap().items, users);
     let accounts_again = s.list_accounts(a, None, all()).await.unwrap().items;
-    let acc_again: Vec<(&str, &str, &str, &str, &str, Transport)> = accounts_again
-        .iter()
-        .map(|x| {
-            (
-                x.user.as_str(),
-                x.sip_user.as_str(),
-                x.auth_user.as_str(),
-                x.display_name.as_str(),
-                x.registrar.as_str(),
-                x.transport,
-            )
-        })
-        .collect();
+    let acc_again = account_fields(&accounts_again);
     assert_eq!(acc_again, acc);
     for x in &accounts_again {
         assert_eq!(

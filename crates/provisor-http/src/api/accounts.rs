@@ -14,13 +14,9 @@ use crate::extract::{Json, Path, Query};
 pub struct AccountFilter {
     /// Only this user's accounts.
     user: Option<String>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "provisor_store::default_limit")]
     limit: u32,
     after: Option<i64>,
-}
-
-fn default_limit() -> u32 {
-    PageRequest::default().limit
 }
 
 /// SIP accounts of the domain. Passwords are never returned.

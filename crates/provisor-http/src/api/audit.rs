@@ -13,14 +13,10 @@ use crate::extract::{Json, Query};
 pub struct AuditQuery {
     /// Only this domain's entries (a domain admin always gets only their own).
     domain: Option<String>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "provisor_store::default_limit")]
     limit: u32,
     /// The `next` cursor of the previous page (entries older than it).
     after: Option<i64>,
-}
-
-fn default_limit() -> u32 {
-    PageRequest::default().limit
 }
 
 /// The audit log of admin changes, newest first. Entries never contain secrets.

@@ -9,6 +9,16 @@ bob,Bob,,+4930123,pw-b,,,,,,,
 ,,,,,,,001565000199,snom,D785,Sales,
 ";
 
+/// The line numbers of an `import-rejected` problem's errors.
+fn error_lines(p: &serde_json::Value) -> Vec<u64> {
+    p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect()
+}
+
 async fn import(app: &TestApp, domain: &str, token: &str, csv: String) -> provisor_testkit::Answer {
     let r = app
         .client
@@ -111,12 +121,7 @@ async fn atomic(app: TestApp) {
     let p = import(&app, "x.example", &app.token, csv)
         .await
         .problem(422, "import-rejected");
-    let lines: Vec<u64> = p["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["line"].as_u64().unwrap())
-        .collect();
+    let lines = error_lines(&p);
     assert_eq!(lines, [502, 503], "{p}");
     assert!(
         p["errors"][0]["reason"]
@@ -147,12 +152,7 @@ async fn atomic(app: TestApp) {
     )
     .await
     .problem(422, "import-rejected");
-    let lines: Vec<u64> = p["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["line"].as_u64().unwrap())
-        .collect();
+    let lines = error_lines(&p);
     assert_eq!(lines, [3, 5], "{p}");
 }
 
@@ -270,12 +270,7 @@ taken,104,pw,001565000777,
     let p = import(&app, "x.example", &app.token, csv.into())
         .await
         .problem(422, "import-rejected");
-    let lines: Vec<u64> = p["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["line"].as_u64().unwrap())
-        .collect();
+    let lines = error_lines(&p);
     assert_eq!(
         lines,
         [3, 4, 5, 6, 7],

@@ -2,13 +2,8 @@ use provisor_testkit::{TestApp, both};
 
 both!(health_readiness_metrics_and_openapi, ops);
 async fn ops(app: TestApp) {
-    let r = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = app.call(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, 200);
     let ready = app
         .call(reqwest::Method::GET, "/readyz", None, None)
         .await
@@ -71,24 +66,11 @@ async fn ops(app: TestApp) {
 
     // Without its database the node is alive but not ready.
     app.store.close().await;
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["type"],
-        "urn:provisor:problem:unavailable"
-    );
-    let r = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = app.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["type"], "urn:provisor:problem:unavailable");
+    let r = app.call(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, 200);
 }
 
 // Every documented operation is routed (no route the document promises answers 404 route).
