@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use provisor_domain::secret::Cipher;
 use provisor_store::Store;
-use provisor_store::testdb::fresh_postgres;
+use provisor_store::testdb::{fresh_postgres, fresh_postgres_at};
 
 async fn make() -> Option<Arc<dyn Store>> {
     let url = fresh_postgres().await?;
@@ -17,3 +17,19 @@ async fn make() -> Option<Arc<dyn Store>> {
 }
 
 provisor_store::store_suite!(make);
+
+/// Nothing listens on port 1 here: outside CI the PostgreSQL tests skip, saying so.
+#[tokio::test]
+async fn an_unreachable_server_is_skipped_outside_ci() {
+    assert_eq!(
+        fresh_postgres_at("postgres://postgres@127.0.0.1:1/test", false).await,
+        None
+    );
+}
+
+/// In CI an unreachable PostgreSQL fails the run: it never silently skips a backend.
+#[tokio::test]
+#[should_panic(expected = "CI must test both backends")]
+async fn an_unreachable_server_fails_in_ci() {
+    fresh_postgres_at("postgres://postgres@127.0.0.1:1/test", true).await;
+}

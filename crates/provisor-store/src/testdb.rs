@@ -18,6 +18,12 @@ pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/
 pub async fn fresh_postgres() -> Option<String> {
     let url = std::env::var("PROVISOR_TEST_DATABASE_URL")
         .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    fresh_postgres_at(&url, ci).await
+}
+
+/// `fresh_postgres` for the server at `url`; `ci` says whether an unreachable server fails.
+pub async fn fresh_postgres_at(url: &str, ci: bool) -> Option<String> {
     let options: PgConnectOptions = url
         .parse()
         .unwrap_or_else(|e| panic!("PROVISOR_TEST_DATABASE_URL is not a PostgreSQL URL: {e}"));
@@ -34,8 +40,8 @@ pub async fn fresh_postgres() -> Option<String> {
         Ok(Err(sqlx::Error::Database(e))) => {
             panic!("PostgreSQL at {server} refused the test connection: {e}")
         }
-        Ok(Err(e)) => return skip_or_fail(&server, &e.to_string()),
-        Err(_) => return skip_or_fail(&server, "no answer within 10 s"),
+        Ok(Err(e)) => return skip_or_fail(ci, &server, &e.to_string()),
+        Err(_) => return skip_or_fail(ci, &server, "no answer within 10 s"),
     };
     drop_stale_databases(&mut admin).await;
     // The first 12 hex digits are the creation time, so stale ones can be found.
@@ -80,8 +86,8 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
 }
 
 /// In CI a missing server fails the test; elsewhere the test is skipped, saying so.
-fn skip_or_fail<T>(server: &str, why: &str) -> Option<T> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+fn skip_or_fail<T>(ci: bool, server: &str, why: &str) -> Option<T> {
+    if ci {
         panic!(
             "PostgreSQL at {server} is unreachable ({why}); CI must test both backends (set PROVISOR_TEST_DATABASE_URL)"
         );

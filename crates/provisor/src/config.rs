@@ -231,6 +231,10 @@ mod tests {
                 "postgres://u:pw@db/x"
             );
             assert!(!format!("{c:?}").contains("pw@"), "{c:?}");
+            jail.create_file("key", "  00112233  \n")?;
+            jail.set_env("PROVISOR_ENCRYPTION_KEY_FILE", "key");
+            let c = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(c.encryption_key.as_ref().unwrap().0.expose(), "00112233");
             jail.set_env("PROVISOR_DATABASE_URL", "postgres://other");
             let e = Config::load(None, &Overrides::default())
                 .unwrap_err()
