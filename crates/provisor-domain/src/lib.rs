@@ -9,10 +9,12 @@
 
 pub mod catalog;
 pub mod csv;
+pub mod digest;
 pub mod mac;
 pub mod model;
 pub mod names;
 pub mod password;
+pub mod phone;
 pub mod secret;
 pub mod settings;
 pub mod token;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::names;
+use crate::phone::PhonePolicy;
 use crate::secret::SecretString;
 use crate::settings::{self, Settings};
 use crate::{Invalid, Mac};
@@ -87,6 +88,8 @@ pub struct Domain {
     pub description: String,
     #[schema(value_type = Object)]
     pub settings: Settings,
+    /// Who may fetch device files, and how new devices are handed their URL.
+    pub phone_policy: PhonePolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -250,6 +253,8 @@ pub struct NewDomain {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub settings: Settings,
+    #[serde(default)]
+    pub phone_policy: PhonePolicy,
 }
 
 impl NewDomain {
@@ -258,6 +263,7 @@ impl NewDomain {
             name: names::domain_name(&self.name)?,
             description: names::text("description", &self.description, 1000)?,
             settings: settings::layer(self.settings.into())?,
+            phone_policy: self.phone_policy.validate()?,
         })
     }
 }
@@ -268,6 +274,8 @@ pub struct DomainPatch {
     pub description: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Settings>,
+    /// Replaces the whole policy.
+    pub phone_policy: Option<PhonePolicy>,
 }
 
 impl DomainPatch {
@@ -275,6 +283,7 @@ impl DomainPatch {
         Ok(Self {
             description: opt_text("description", &self.description, 1000)?,
             settings: opt_settings(self.settings)?,
+            phone_policy: self.phone_policy.map(PhonePolicy::validate).transpose()?,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod ops;
+pub mod phone;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use provisor_store::Store;
 use tower_http::trace::TraceLayer;
 
 pub use metrics::Metrics;
+pub use phone::{PhoneOptions, Phones};
 
 /// Largest JSON body the API accepts.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
@@ -33,21 +35,25 @@ pub const MAX_IMPORT_BODY: usize = 64 * 1024 * 1024;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    pub phones: Arc<Phones>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, phones: Phones) -> Self {
         Self {
             store,
             metrics: Arc::new(Metrics::default()),
+            phones: Arc::new(phones),
         }
     }
 }
 
 /// The whole application router.
 pub fn app(state: AppState) -> Router {
+    let base_path = state.phones.options().base_path.clone();
     Router::new()
         .merge(api::router())
+        .merge(phone::router(&base_path))
         .merge(ops::router())
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(axum::middleware::from_fn_with_state(
@@ -55,12 +61,13 @@ pub fn app(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            TraceLayer::new_for_http().make_span_with(move |request: &Request<_>| {
                 // The path only: query strings may carry credentials (softphone logins).
+                // A phone's token is a credential: it is replaced in the logged path.
                 tracing::info_span!(
                     "request",
                     method = %request.method(),
-                    path = %request.uri().path(),
+                    path = %phone::loggable_path(request.uri().path(), &base_path),
                     domain = tracing::field::Empty,
                 )
             }),

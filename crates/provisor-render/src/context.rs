@@ -1,6 +1,9 @@
 //! What a template sees. These names are the contract with every template, built-in or
 //! written by an operator: change them only with a migration of the templates.
 
+use provisor_domain::catalog::Vendor;
+use provisor_domain::phone::PhoneDevice;
+use provisor_domain::settings;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -77,7 +80,115 @@ pub fn host_port(value: &str) -> (String, Option<u16>) {
     }
 }
 
+/// How often phones check for changes unless settings say `recheck_minutes`.
+pub const DEFAULT_RECHECK_MINUTES: u32 = 1440;
+
+/// What a request says about the device, with the catalog's word on its model.
+#[derive(Clone, Debug, Default)]
+pub struct Detected {
+    pub vendor: String,
+    pub model: String,
+    pub firmware: String,
+    pub mac: Option<provisor_domain::Mac>,
+}
+
+fn device_info(vendor: Option<&Vendor>, d: &Detected, admin_password: String) -> DeviceInfo {
+    let model = vendor.and_then(|v| v.models.get(&d.model));
+    DeviceInfo {
+        mac: d.mac.map(|m| m.to_string()).unwrap_or_default(),
+        mac_upper: d.mac.map(|m| m.to_upper()).unwrap_or_default(),
+        vendor: d.vendor.clone(),
+        model: d.model.clone(),
+        firmware: d.firmware.clone(),
+        max_lines: model.map_or(0, |m| m.lines),
+        keys: model.map_or(0, |m| m.keys),
+        admin_password,
+    }
+}
+
 impl Context {
+    /// Everything a known, authenticated device gets: its lines with their passwords, its
+    /// merged settings, its admin password. `detected` is the request's view of vendor,
+    /// model and firmware, with the device record's filled in where the request says none.
+    pub fn for_device(
+        phone: &PhoneDevice,
+        vendor: Option<&Vendor>,
+        detected: &Detected,
+        url: String,
+    ) -> Context {
+        let settings = settings::merge(&phone.layers);
+        let default_registrar = settings
+            .get("registrar")
+            .and_then(Value::as_str)
+            .unwrap_or(&phone.domain_name)
+            .to_owned();
+        let recheck_minutes = settings
+            .get("recheck_minutes")
+            .and_then(Value::as_u64)
+            .and_then(|m| u32::try_from(m).ok())
+            .filter(|&m| m > 0)
+            .unwrap_or(DEFAULT_RECHECK_MINUTES);
+        let lines = phone
+            .lines
+            .iter()
+            .map(|l| {
+                let (registrar_host, registrar_port) = host_port(if l.registrar.is_empty() {
+                    &default_registrar
+                } else {
+                    &l.registrar
+                });
+                let (proxy_host, proxy_port) = host_port(&l.outbound_proxy);
+                let display_name = [&l.display_name, &phone.owner_display_name, &l.sip_user]
+                    .into_iter()
+                    .find(|n| !n.is_empty())
+                    .cloned()
+                    .unwrap_or_default();
+                Line {
+                    number: l.position,
+                    sip_user: l.sip_user.clone(),
+                    auth_user: if l.auth_user.is_empty() {
+                        l.sip_user.clone()
+                    } else {
+                        l.auth_user.clone()
+                    },
+                    password: l.password.expose().to_owned(),
+                    label: display_name.clone(),
+                    display_name,
+                    registrar_host,
+                    registrar_port,
+                    proxy_host,
+                    proxy_port,
+                    transport: l.transport.as_str().to_owned(),
+                }
+            })
+            .collect();
+        Context {
+            device: device_info(vendor, detected, phone.admin_password.expose().to_owned()),
+            lines,
+            settings,
+            provisioning: Provisioning {
+                url,
+                recheck_minutes,
+                firmware_url: None,
+            },
+        }
+    }
+
+    /// A file without any device's data or secrets: the vendor's common files, the generic
+    /// bootstrap, and the hand-off that moves an armed device to its tokenized `url`.
+    pub fn without_secrets(vendor: Option<&Vendor>, detected: &Detected, url: String) -> Context {
+        Context {
+            device: device_info(vendor, detected, String::new()),
+            lines: Vec::new(),
+            settings: Map::new(),
+            provisioning: Provisioning {
+                url,
+                recheck_minutes: DEFAULT_RECHECK_MINUTES,
+                firmware_url: None,
+            },
+        }
+    }
+
     /// A device with `lines` lines and typical settings, for previews and tests.
     pub fn sample(vendor: &str, model: &str, lines: u32) -> Context {
         Context {

@@ -12,6 +12,6 @@ pub mod context;
 mod env;
 mod load;
 
-pub use context::{Context, DeviceInfo, Line, Provisioning};
+pub use context::{Context, Detected, DeviceInfo, Line, Provisioning};
 pub use env::{RenderError, Rendered, Renderer};
 pub use load::{LoadError, Vendors};

@@ -148,7 +148,7 @@ fn boot_files() {
         .body;
     assert_eq!(
         body,
-        "#!version:1.0.0.1\n## Provisor: boot file of 001565aabbcc\ninclude:config \"001565aabbcc.cfg\"\noverwrite_mode = 1\n"
+        "#!version:1.0.0.1\n## Provisor: boot file of 001565aabbcc\ninclude:config \"https://provisor.example.com/p/TOKEN/001565aabbcc.cfg\"\noverwrite_mode = 1\n"
     );
     assert!(
         r.render("yealink", "common.boot", Context::sample("yealink", "", 0))
@@ -489,7 +489,7 @@ fn poly_master_and_phone_files() {
     let app = doc.root_element();
     assert_eq!(
         app.attribute("CONFIG_FILES"),
-        Some("[PHONE_MAC_ADDRESS]-phone.cfg")
+        Some("https://provisor.example.com/p/TOKEN/[PHONE_MAC_ADDRESS]-phone.cfg")
     );
     assert_eq!(app.attribute("APP_FILE_PATH"), Some("sip.ld"));
 }

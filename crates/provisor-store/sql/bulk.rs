@@ -385,6 +385,7 @@ impl<'a> Importer<'a> {
                     .bind(self.t)
                     .fetch_one(&mut *c)
                     .await?;
+                    super::phones::issue_secrets(c, &self.store.cipher, self.d, id).await?;
                     let category = (!dev.category.is_empty()).then_some(&dev.category);
                     let after = object!({"mac": mac, "vendor": dev.vendor, "model": dev.model, "category": category, "user": dev.owner, "lines": line_names});
                     self.audit(c, "device.create", &mac, None, after).await?;

@@ -190,6 +190,7 @@ impl DeviceStore for SqlStore {
         .await
         .map_err(unique(mac_taken(new.mac)))?;
         set_lines(&mut tx, id, &lines).await?;
+        super::phones::issue_secrets(&mut tx, &self.cipher, d, id).await?;
         let device = device_row(&mut tx, d, new.mac).await?;
         audit(
             &mut tx,

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use provisor_domain::model::*;
+use provisor_domain::phone::PhonePolicy;
 use provisor_domain::secret::SecretString;
 use provisor_domain::settings::Settings;
 use provisor_store::{DomainStore, Page, PageRequest, Result, StoreError, UserStore};
@@ -9,7 +10,7 @@ use sqlx::types::Json;
 
 use super::{Conn, SqlStore, audit, fetch_limit, in_use, json, now, page, ts, unique};
 
-const DOMAIN_COLS: &str = "id, name, description, settings, created_at, updated_at";
+const DOMAIN_COLS: &str = "id, name, description, settings, phone_policy, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct DomainRow {
@@ -17,6 +18,7 @@ struct DomainRow {
     name: String,
     description: String,
     settings: Json<Settings>,
+    phone_policy: Json<PhonePolicy>,
     created_at: i64,
     updated_at: i64,
 }
@@ -28,6 +30,7 @@ impl From<DomainRow> for Domain {
             name: r.name,
             description: r.description,
             settings: r.settings.0,
+            phone_policy: r.phone_policy.0,
             created_at: ts(r.created_at),
             updated_at: ts(r.updated_at),
         }
@@ -209,11 +212,12 @@ impl DomainStore for SqlStore {
     async fn create_domain(&self, actor: &Actor, new: &NewDomain) -> Result<Domain> {
         let mut tx = self.write().await?;
         let row: DomainRow = sqlx::query_as(&format!(
-            "INSERT INTO domains (name, description, settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING {DOMAIN_COLS}"
+            "INSERT INTO domains (name, description, settings, phone_policy, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {DOMAIN_COLS}"
         ))
         .bind(&new.name)
         .bind(&new.description)
         .bind(Json(&new.settings))
+        .bind(Json(&new.phone_policy))
         .bind(now())
         .fetch_one(&mut *tx)
         .await
@@ -272,10 +276,11 @@ impl DomainStore for SqlStore {
         let mut tx = self.write().await?;
         let before = domain_row(&mut tx, id).await?;
         let row: DomainRow = sqlx::query_as(&format!(
-            "UPDATE domains SET description = $1, settings = $2, updated_at = $3 WHERE id = $4 RETURNING {DOMAIN_COLS}"
+            "UPDATE domains SET description = $1, settings = $2, phone_policy = $3, updated_at = $4 WHERE id = $5 RETURNING {DOMAIN_COLS}"
         ))
         .bind(patch.description.as_ref().unwrap_or(&before.description))
         .bind(Json(patch.settings.as_ref().unwrap_or(&before.settings)))
+        .bind(Json(patch.phone_policy.as_ref().unwrap_or(&before.phone_policy)))
         .bind(now())
         .bind(id.0)
         .fetch_one(&mut *tx)

@@ -12,6 +12,7 @@
 mod bulk;
 mod devices;
 mod directory;
+mod phones;
 mod tokens;
 
 use async_trait::async_trait;

@@ -14,6 +14,7 @@
 use async_trait::async_trait;
 use provisor_domain::csv::{Plan, Row, RowError};
 use provisor_domain::model::*;
+use provisor_domain::phone::{Contact, PhoneDevice, Refusal};
 use provisor_domain::secret::{CipherError, SecretString};
 use provisor_domain::{Invalid, Mac};
 use serde::{Deserialize, Serialize};
@@ -300,14 +301,155 @@ pub trait BulkStore: Send + Sync {
     async fn export(&self, d: DomainId, with_passwords: bool) -> Result<Vec<Row>>;
 }
 
+/// A device's provisioning credentials, for its admins.
+#[derive(Clone, Debug)]
+pub struct DeviceCredentials {
+    /// The URL token; `None` for a device added before tokens existed, until it is rotated.
+    pub token: Option<SecretString>,
+    pub previous_token_until: Option<Timestamp>,
+    pub armed_until: Option<Timestamp>,
+    pub admin_password: Option<SecretString>,
+    pub fetch_password: Option<SecretString>,
+}
+
+/// A refused fetch, as listed with its device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RefusalEntry {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub ip: String,
+    pub file: String,
+    pub reason: String,
+}
+
+/// An unknown MAC seen fetching from one of the domain's networks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UnassignedDevice {
+    pub id: i64,
+    pub mac: Mac,
+    pub vendor: String,
+    pub model: String,
+    pub firmware: String,
+    pub last_ip: String,
+    pub first_contact: chrono::DateTime<chrono::Utc>,
+    pub last_contact: chrono::DateTime<chrono::Utc>,
+}
+
+/// A file a device uploaded (a log), without its body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UploadEntry {
+    pub name: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub size: u64,
+}
+
+/// A device with where and how it fetches its files, for its admins.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: Device,
+    pub provisioning: ProvisioningInfo,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ProvisioningInfo {
+    /// The tokenized directory URL the device fetches its files from (a credential: whoever
+    /// has it gets the device's files). Absent until the device has a token.
+    pub url: Option<String>,
+    /// Until when a fetch without credentials hands the device this URL.
+    pub armed_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Until when the token before the last rotation still works.
+    pub previous_token_valid_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The device of `mac` in `d` with its provisioning URL, made by `url` from its token.
+pub async fn device_detail(
+    store: &dyn Store,
+    d: DomainId,
+    mac: Mac,
+    url: impl Fn(&str) -> String,
+) -> Result<DeviceDetail> {
+    let device = store.device(d, mac).await?;
+    let c = store.device_credentials(d, mac).await?;
+    Ok(DeviceDetail {
+        device,
+        provisioning: ProvisioningInfo {
+            url: c.token.as_ref().map(|t| url(t.expose())),
+            armed_until: c.armed_until,
+            previous_token_valid_until: c.previous_token_until,
+        },
+    })
+}
+
+/// Most unassigned MACs one domain keeps; further unknown MACs are not recorded.
+pub const MAX_UNASSIGNED_PER_DOMAIN: i64 = 1000;
+/// Refusals kept per device, newest first.
+pub const REFUSALS_KEPT: i64 = 50;
+
+/// What the phone routes need: devices by token or MAC with everything their files are
+/// rendered from, and the records fetches leave. These act for the whole installation
+/// (a phone's request names no domain); the admin side is scoped by domain as elsewhere.
+#[async_trait]
+pub trait PhoneStore: Send + Sync {
+    /// The device whose current token, or previous token still in its grace period, has
+    /// this digest.
+    async fn phone_by_token(&self, token_hash: &str) -> Result<Option<PhoneDevice>>;
+    /// The device with this MAC, in whichever domain.
+    async fn phone_by_mac(&self, mac: Mac) -> Result<Option<PhoneDevice>>;
+    /// Ends the device's arming window; true only for the one caller that ended it.
+    async fn disarm(&self, device_id: i64) -> Result<bool>;
+    /// Contacts of known devices (first/last contact, IP, firmware, provisioned) and unknown
+    /// MACs (recorded as unassigned where a domain's policy asks for it, bounded).
+    async fn record_contacts(&self, contacts: &[Contact]) -> Result<()>;
+    /// Refusals of fetches naming a known device's MAC (others are not kept).
+    async fn record_refusals(&self, refusals: &[Refusal]) -> Result<()>;
+    /// Keeps `body` as the device's latest upload called `name`.
+    async fn store_upload(&self, device_id: i64, name: &str, body: &[u8]) -> Result<()>;
+
+    async fn device_credentials(&self, d: DomainId, mac: Mac) -> Result<DeviceCredentials>;
+    /// A new URL token; the previous one keeps working for the domain's grace period.
+    async fn rotate_device_token(&self, actor: &Actor, d: DomainId, mac: Mac) -> Result<()>;
+    /// Lets the device fetch once without credentials for `minutes` (the domain's
+    /// `arm_minutes` if `None`), to be handed its tokenized URL; 0 disarms.
+    async fn arm_device(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        mac: Mac,
+        minutes: Option<u32>,
+    ) -> Result<Option<Timestamp>>;
+    async fn list_refusals(
+        &self,
+        d: DomainId,
+        mac: Mac,
+        page: PageRequest,
+    ) -> Result<Page<RefusalEntry>>;
+    async fn list_unassigned(
+        &self,
+        d: DomainId,
+        page: PageRequest,
+    ) -> Result<Page<UnassignedDevice>>;
+    async fn list_uploads(&self, d: DomainId, mac: Mac) -> Result<Vec<UploadEntry>>;
+    async fn upload(&self, d: DomainId, mac: Mac, name: &str) -> Result<Vec<u8>>;
+}
+
 /// Everything a backend provides.
 pub trait Store:
-    BaseStore + DomainStore + UserStore + DeviceStore + TokenStore + AuditStore + BulkStore + 'static
+    BaseStore
+    + DomainStore
+    + UserStore
+    + DeviceStore
+    + TokenStore
+    + AuditStore
+    + BulkStore
+    + PhoneStore
+    + 'static
 {
 }
 
 impl<T> Store for T where
     T: BaseStore
+        + PhoneStore
         + DomainStore
         + UserStore
         + DeviceStore

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use provisor::config::{Config, Secret};
 use provisor::startup;
@@ -55,7 +54,13 @@ pub async fn fresh_config(backend: Backend) -> Option<(Config, TempDir)> {
 
 /// Starts Provisor as `provisor serve` would, on a free port.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    let (config, data_dir) = fresh_config(backend).await?;
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// As `spawn_app`, with the configuration changed by `change` first.
+pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let (mut config, data_dir) = fresh_config(backend).await?;
+    change(&mut config);
     let store = startup::open_store(&config).await.expect("the store opens");
     let token = startup::bootstrap_token(store.as_ref(), &config.data_dir)
         .await
@@ -66,14 +71,19 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         .expect("a free port");
     let address = listener.local_addr().expect("a bound address");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(startup::run(
-        store.clone(),
-        listener,
+    let run_config = Config {
+        shutdown_grace_seconds: 5,
+        ..config.clone()
+    };
+    let server = tokio::spawn({
+        let store = store.clone();
         async move {
-            let _ = rx.await;
-        },
-        Duration::from_secs(5),
-    ));
+            startup::run(store, &run_config, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+        }
+    });
     Some(TestApp {
         address,
         base: format!("http://{address}"),
@@ -245,23 +255,125 @@ impl Drop for TestApp {
 }
 
 /// Runs one async test body on both backends: `both!(name, body_fn)` defines
-/// `name::sqlite` and `name::postgres`, each calling `body_fn(app)`.
+/// `name::sqlite` and `name::postgres`, each calling `body_fn(app)`;
+/// `both!(name, body_fn, configure)` first changes the configuration with
+/// `configure(&mut Config)`.
 #[macro_export]
 macro_rules! both {
     ($name:ident, $body:ident) => {
+        $crate::both!($name, $body, $crate::unchanged);
+    };
+    ($name:ident, $body:ident, $configure:path) => {
         mod $name {
             #[tokio::test]
             async fn sqlite() {
-                if let Some(app) = $crate::spawn_app($crate::Backend::Sqlite).await {
+                if let Some(app) = $crate::spawn_app_with($crate::Backend::Sqlite, $configure).await
+                {
                     super::$body(app).await;
                 }
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some(app) = $crate::spawn_app($crate::Backend::Postgres).await {
+                if let Some(app) =
+                    $crate::spawn_app_with($crate::Backend::Postgres, $configure).await
+                {
                     super::$body(app).await;
                 }
             }
         }
     };
+}
+
+/// The configuration as `fresh_config` makes it.
+pub fn unchanged(_: &mut Config) {}
+
+/// A desk phone as the server sees it: a User-Agent, the directory URL it fetches from
+/// (moved when a file tells it to), and the ETags of what it has.
+pub struct Phone {
+    pub user_agent: String,
+    /// The directory URL, ending in `/`.
+    pub url: String,
+    client: reqwest::Client,
+    etags: std::collections::HashMap<String, String>,
+}
+
+impl Phone {
+    /// A factory-fresh phone pointed (by DHCP option 66, say) at the plain phone route.
+    pub fn new(app: &TestApp, user_agent: &str) -> Phone {
+        Phone {
+            user_agent: user_agent.to_owned(),
+            url: format!("{}/p/", app.base),
+            client: reqwest::Client::new(),
+            etags: Default::default(),
+        }
+    }
+
+    /// Fetches `file` from the phone's directory URL, sending the ETag it has for it.
+    pub async fn get(&mut self, file: &str) -> Answer {
+        let url = format!("{}{file}", self.url);
+        let mut request = self.client.get(&url).header("user-agent", &self.user_agent);
+        if let Some(tag) = self.etags.get(&url) {
+            request = request.header("if-none-match", tag);
+        }
+        let answer = read(request).await;
+        if let Some(tag) = answer.headers.get("etag").and_then(|v| v.to_str().ok()) {
+            self.etags.insert(url, tag.to_owned());
+        }
+        answer
+    }
+
+    /// A request to the phone's directory with extra headers, remembering nothing.
+    pub async fn get_with(&self, file: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self
+            .client
+            .get(format!("{}{file}", self.url))
+            .header("user-agent", &self.user_agent);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        read(request).await
+    }
+
+    pub async fn put(&self, file: &str, body: &str) -> Answer {
+        read(
+            self.client
+                .put(format!("{}{file}", self.url))
+                .header("user-agent", &self.user_agent)
+                .body(body.to_owned()),
+        )
+        .await
+    }
+
+    /// Follows a file's instruction to fetch from another directory URL.
+    pub fn move_to(&mut self, url: &str) {
+        self.url = url.to_owned();
+    }
+}
+
+async fn read(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("the server answers");
+    Answer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        text: response.text().await.expect("a body"),
+    }
+}
+
+impl TestApp {
+    /// Polls `path` (as the operator) until `done` holds for its JSON, for what the server
+    /// writes in the background; panics after 10 seconds.
+    pub async fn eventually(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let v = self.get(path).await.expect(200);
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still not as expected after 10 s: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use provisor_domain::model::*;
 use provisor_domain::secret::SecretString;
 use provisor_domain::{Mac, csv, password};
-use provisor_store::{PageRequest, Store, StoreError, issue_token};
+use provisor_store::{DeviceDetail, PageRequest, Store, StoreError, device_detail, issue_token};
 use serde::Serialize;
 
 use crate::config::{Config, DEFAULT_CONFIG, LogFormat, Overrides};
@@ -186,6 +186,24 @@ pub enum DeviceCmd {
         #[arg(long)]
         domain: String,
     },
+    /// Give a device a new provisioning URL token (the previous one works for the domain's grace period).
+    RotateToken {
+        #[arg(long)]
+        mac: String,
+    },
+    /// Let a device fetch once without credentials, to be handed its tokenized URL.
+    Arm {
+        #[arg(long)]
+        mac: String,
+        /// How long the window stays open (the domain's arm_minutes if not given; 0 disarms).
+        #[arg(long)]
+        minutes: Option<u32>,
+    },
+    /// Why the device's recent fetches were refused, newest first.
+    Refusals {
+        #[arg(long)]
+        mac: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,7 +252,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Output {
         json: cli.global.json,
     };
-    let result = admin(store.as_ref(), cli.command, &out).await;
+    let url_base = startup::phone_options(&config, config.listen);
+    let url = move |token: &str| {
+        provisor_domain::phone::provisioning_url(&url_base.public_url, &url_base.base_path, token)
+    };
+    let result = admin(store.as_ref(), cli.command, &out, &url).await;
     store.close().await;
     result
 }
@@ -309,7 +331,36 @@ where
     }
 }
 
-async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Result<()> {
+/// The domain of a device found by MAC across all domains.
+async fn device_domain(store: &dyn Store, mac: Mac) -> anyhow::Result<DomainId> {
+    store.device_domain(mac).await.map_err(|e| match e {
+        StoreError::NotFound(_) => anyhow::anyhow!("there is no device with MAC {mac}"),
+        e => e.into(),
+    })
+}
+
+fn detail_text(d: &DeviceDetail) -> String {
+    let p = &d.provisioning;
+    let mut text = format!(
+        "{}\nprovisioning URL: {}",
+        device_text(&d.device),
+        p.url.as_deref().unwrap_or("(none yet: rotate the token)")
+    );
+    if let Some(t) = p.armed_until {
+        text.push_str(&format!("\narmed until {t}"));
+    }
+    if let Some(t) = p.previous_token_valid_until {
+        text.push_str(&format!("\nprevious token valid until {t}"));
+    }
+    text
+}
+
+async fn admin(
+    store: &dyn Store,
+    command: Command,
+    out: &Output,
+    url: &(dyn Fn(&str) -> String + Sync),
+) -> anyhow::Result<()> {
     let actor = actor();
     match command {
         Command::Serve { .. } | Command::DefaultConfig => {
@@ -436,16 +487,40 @@ async fn admin(store: &dyn Store, command: Command, out: &Output) -> anyhow::Res
             }
             .validate()?;
             let dev = store.create_device(&actor, d, &new).await?;
-            out.show(&dev, || format!("added device {}", device_text(&dev)))
+            let dev = device_detail(store, d, dev.mac, url).await?;
+            out.show(&dev, || format!("added device {}", detail_text(&dev)))
         }
         Command::Device(DeviceCmd::Show { mac }) => {
             let mac = Mac::parse(&mac)?;
-            let d = store.device_domain(mac).await.map_err(|e| match e {
-                StoreError::NotFound(_) => anyhow::anyhow!("there is no device with MAC {mac}"),
-                e => e.into(),
-            })?;
-            let dev = store.device(d, mac).await?;
-            out.show(&dev, || device_text(&dev))
+            let d = device_domain(store, mac).await?;
+            let dev = device_detail(store, d, mac, url).await?;
+            out.show(&dev, || detail_text(&dev))
+        }
+        Command::Device(DeviceCmd::RotateToken { mac }) => {
+            let mac = Mac::parse(&mac)?;
+            let d = device_domain(store, mac).await?;
+            store.rotate_device_token(&actor, d, mac).await?;
+            let dev = device_detail(store, d, mac, url).await?;
+            out.show(&dev, || detail_text(&dev))
+        }
+        Command::Device(DeviceCmd::Arm { mac, minutes }) => {
+            let mac = Mac::parse(&mac)?;
+            let d = device_domain(store, mac).await?;
+            store.arm_device(&actor, d, mac, minutes).await?;
+            let dev = device_detail(store, d, mac, url).await?;
+            out.show(&dev, || detail_text(&dev))
+        }
+        Command::Device(DeviceCmd::Refusals { mac }) => {
+            let mac = Mac::parse(&mac)?;
+            let d = device_domain(store, mac).await?;
+            let refusals = all(|p| store.list_refusals(d, mac, p)).await?;
+            out.show(&refusals, || {
+                refusals
+                    .iter()
+                    .map(|r| format!("{}  {}  {}  {}", r.at, r.ip, r.file, r.reason))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
         }
         Command::Device(DeviceCmd::List { domain: dn }) => {
             let d = domain(store, &dn).await?;

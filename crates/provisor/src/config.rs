@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use provisor_domain::phone::Unauthenticated;
 use provisor_domain::secret::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace_seconds: u64,
+    pub public_url: Option<String>,
+    pub phone_base_path: String,
+    pub phone_unauthenticated: Unauthenticated,
+    pub vendors_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -49,6 +54,10 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_grace_seconds: 30,
+            public_url: None,
+            phone_base_path: "/p".into(),
+            phone_unauthenticated: Unauthenticated::NotFound,
+            vendors_dir: None,
         }
     }
 }
@@ -66,7 +75,11 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 14] = [
+    "public_url",
+    "phone_base_path",
+    "phone_unauthenticated",
+    "vendors_dir",
     "listen",
     "data_dir",
     "database_url",
@@ -120,6 +133,27 @@ impl Config {
         )?;
         if config.db_max_connections == 0 {
             bail!("configuration: db_max_connections must be at least 1");
+        }
+        let base = &config.phone_base_path;
+        if !base.starts_with('/')
+            || base.len() < 2
+            || base.ends_with('/')
+            || base.starts_with("/api")
+            || !base[1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+        {
+            bail!(
+                "configuration: phone_base_path must look like /p: a slash, then letters, digits, - or _, no trailing slash, not under /api"
+            );
+        }
+        let bad_url = |url: &str| {
+            !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('?')
+        };
+        if config.public_url.as_deref().is_some_and(bad_url) {
+            bail!(
+                "configuration: public_url must be an http:// or https:// URL without a query, such as https://prov.example.com"
+            );
         }
         Ok(config)
     }
@@ -175,6 +209,23 @@ log_level = "info"
 
 # After SIGTERM, how long running requests may take before Provisor exits anyway.
 shutdown_grace_seconds = 30
+
+# The URL phones reach Provisor at (scheme, host and port, no path), used in the files
+# that point phones at their tokenized URL. Without it, http://<listen address>.
+# public_url = "https://prov.example.com"
+
+# Path prefix of the phone routes: phones fetch <public_url><phone_base_path>/<file> and,
+# once moved, <public_url><phone_base_path>/<token>/<file>.
+phone_base_path = "/p"
+
+# What a fetch of a device file without valid credentials gets, whether or not its MAC is
+# known: "not-found" (an empty 404), "bootstrap" (the vendor's generic file, without any
+# device's data) or "challenge" (401 asking for HTTP digest credentials).
+phone_unauthenticated = "not-found"
+
+# A directory laid out like the built-in vendors/ (<vendor>/vendor.toml,
+# <vendor>/templates/<name>) whose files replace or add to the built-in catalog.
+# vendors_dir = "/etc/provisor/vendors"
 "#;
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use provisor_domain::model::{Actor, Role};
 use provisor_domain::secret::{Cipher, SecretString};
-use provisor_http::AppState;
+use provisor_http::phone::Recorder;
+use provisor_http::{AppState, PhoneOptions, Phones};
+use provisor_render::{Renderer, Vendors};
 use provisor_store::{Store, issue_token};
 use tokio::net::TcpListener;
 
@@ -242,15 +244,43 @@ fn unix_now() -> String {
     secs.to_string()
 }
 
+/// The phone side: the catalog and templates (built in, plus `vendors_dir`) and options.
+pub fn phone_options(config: &Config, listening: SocketAddr) -> PhoneOptions {
+    PhoneOptions {
+        base_path: config.phone_base_path.clone(),
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{listening}")),
+        unauthenticated: config.phone_unauthenticated,
+    }
+}
+
+/// The built-in vendors with the configured directory's files over them, compiled.
+pub fn renderer(config: &Config) -> anyhow::Result<Renderer> {
+    let vendors = Vendors::load(config.vendors_dir.as_deref()).context("the vendor catalog")?;
+    Renderer::new(vendors).context("the vendor templates")
+}
+
 /// Serves the application on `listener` until `shutdown` completes, then lets running
-/// requests finish for up to `grace`.
+/// requests finish for up to `shutdown_grace_seconds`.
 pub async fn run(
     store: Arc<dyn Store>,
+    config: &Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
 ) -> anyhow::Result<()> {
-    let app = provisor_http::app(AppState::new(store.clone()));
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let listening = listener.local_addr()?;
+    if config.public_url.is_none() && listening.ip().is_unspecified() {
+        tracing::warn!(
+            "public_url is not set and Provisor listens on {listening}: the URLs handed to phones will not reach it; set public_url"
+        );
+    }
+    let options = phone_options(config, listening);
+    let (recorder, recording) = Recorder::spawn(store.clone());
+    let phones = Phones::new(renderer(config)?, options, recorder);
+    let app = provisor_http::app(AppState::new(store.clone(), phones));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -273,6 +303,7 @@ pub async fn run(
         result = server => result.context("the HTTP server failed")?,
         () = deadline => tracing::warn!("requests still running after the shutdown grace period; exiting anyway"),
     }
+    recording.finish(Duration::from_secs(5)).await;
     store.close().await;
     Ok(())
 }
@@ -304,11 +335,5 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, database = store.backend(), "Provisor is listening");
-    run(
-        store,
-        listener,
-        shutdown_signal(),
-        Duration::from_secs(config.shutdown_grace_seconds),
-    )
-    .await
+    run(store, &config, listener, shutdown_signal()).await
 }

@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use provisor_domain::Mac;
 use provisor_domain::model::{Device, DeviceFilter, DevicePatch, NewDevice};
-use provisor_store::{Page, PageRequest};
+use provisor_store::{DeviceDetail, Page, PageRequest};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -49,27 +49,30 @@ pub async fn list(
 
 /// Adds a device; `lines` names SIP accounts of the domain in line order.
 #[utoipa::path(post, path = "/api/v1/domains/{domain}/devices", tag = "devices", params(("domain" = String, Path)), request_body = NewDevice,
-    responses((status = 201, body = Device), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 201, body = DeviceDetail), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(
     State(st): State<AppState>,
     d: InDomain,
     Json(new): Json<NewDevice>,
-) -> ApiResult<(StatusCode, Json<Device>)> {
+) -> ApiResult<(StatusCode, Json<DeviceDetail>)> {
     let device = st
         .store
         .create_device(d.actor(), d.id(), &new.validate()?)
         .await?;
-    Ok((StatusCode::CREATED, Json(device)))
+    let detail = super::provisioning::detail(&st, &d, device.mac).await?;
+    Ok((StatusCode::CREATED, Json(detail)))
 }
 
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/devices/{mac}", tag = "devices", params(("domain" = String, Path), ("mac" = String, Path)),
-    responses((status = 200, body = Device), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = DeviceDetail), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(
     State(st): State<AppState>,
     d: InDomain,
     Path((_, mac)): Path<(String, String)>,
-) -> ApiResult<Json<Device>> {
-    Ok(Json(st.store.device(d.id(), Mac::parse(&mac)?).await?))
+) -> ApiResult<Json<DeviceDetail>> {
+    Ok(Json(
+        super::provisioning::detail(&st, &d, Mac::parse(&mac)?).await?,
+    ))
 }
 
 /// Changes a device; `lines` replaces all lines, `null` clears `category` or `user`.

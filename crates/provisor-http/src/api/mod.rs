@@ -11,6 +11,7 @@ mod bulk;
 mod categories;
 mod devices;
 mod domains;
+mod provisioning;
 mod tokens;
 mod users;
 
@@ -77,6 +78,13 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(accounts::get, accounts::update, accounts::delete))
         .routes(routes!(devices::list, devices::create))
         .routes(routes!(devices::get, devices::update, devices::delete))
+        .routes(routes!(provisioning::rotate_token))
+        .routes(routes!(provisioning::arm))
+        .routes(routes!(provisioning::secrets))
+        .routes(routes!(provisioning::refusals))
+        .routes(routes!(provisioning::uploads))
+        .routes(routes!(provisioning::upload))
+        .routes(routes!(provisioning::unassigned))
         .merge(import)
         .routes(routes!(bulk::export))
         .routes(routes!(tokens::list, tokens::create))

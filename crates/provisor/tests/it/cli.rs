@@ -16,6 +16,12 @@ fn provisor(app: &TestApp, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `provisor ARGS`'s standard output; fails the test if it fails.
+#[track_caller]
+pub(crate) fn provisor_ok(app: &TestApp, args: &[&str]) -> String {
+    ok(provisor(app, args))
+}
+
 #[track_caller]
 fn ok(out: Output) -> String {
     assert!(

@@ -5,4 +5,5 @@ mod bulk;
 mod cli;
 mod isolation;
 mod ops;
+mod phones;
 mod startup;
