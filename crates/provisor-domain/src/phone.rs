@@ -25,6 +25,9 @@ pub struct PhonePolicy {
     pub token: bool,
     /// HTTP digest with the device's MAC as user name and its fetch password is accepted.
     pub digest: bool,
+    /// Over HTTPS, a client certificate (verified against the installation's CA bundle)
+    /// naming the device's MAC is accepted.
+    pub client_cert: bool,
     /// If not empty, device files go only to requests from these networks (CIDR), whatever
     /// else the request proves.
     #[schema(value_type = Vec<String>)]
@@ -45,6 +48,7 @@ impl Default for PhonePolicy {
         Self {
             token: true,
             digest: false,
+            client_cert: false,
             networks: Vec::new(),
             networks_suffice: false,
             arm_minutes: 60,

@@ -25,6 +25,8 @@ pub enum Backend {
 pub struct TestApp {
     pub address: SocketAddr,
     pub base: String,
+    /// `https://127.0.0.1:PORT` where the configuration asks for HTTPS.
+    pub https_base: Option<String>,
     pub client: reqwest::Client,
     /// The operator token the first start printed.
     pub token: String,
@@ -45,6 +47,7 @@ pub async fn fresh_config(backend: Backend) -> Option<(Config, TempDir)> {
     };
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("an address"),
+        tls_listen: "127.0.0.1:0".parse().expect("an address"),
         data_dir: dir.path().join("data"),
         database_url,
         ..Config::default()
@@ -66,10 +69,12 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) 
         .await
         .expect("the first token")
         .expect("a fresh installation issues a token");
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .expect("a free port");
-    let address = listener.local_addr().expect("a bound address");
+    let listeners = startup::bind(&config).await.expect("free ports");
+    let address = listeners.http.local_addr().expect("a bound address");
+    let https_address = listeners
+        .https
+        .as_ref()
+        .map(|l| l.local_addr().expect("a bound address"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let run_config = Config {
         shutdown_grace_seconds: 5,
@@ -78,7 +83,7 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) 
     let server = tokio::spawn({
         let store = store.clone();
         async move {
-            startup::run(store, &run_config, listener, async move {
+            startup::run(store, &run_config, listeners, async move {
                 let _ = rx.await;
             })
             .await
@@ -87,6 +92,7 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) 
     Some(TestApp {
         address,
         base: format!("http://{address}"),
+        https_base: https_address.map(|a| format!("https://{a}")),
         client: reqwest::Client::new(),
         token: token.expose().to_owned(),
         store,
@@ -308,6 +314,13 @@ impl Phone {
         }
     }
 
+    /// The same phone with its own HTTP client (one trusting a test CA, with a client
+    /// certificate, …).
+    pub fn with_client(mut self, client: reqwest::Client) -> Phone {
+        self.client = client;
+        self
+    }
+
     /// Fetches `file` from the phone's directory URL, sending the ETag it has for it.
     pub async fn get(&mut self, file: &str) -> Answer {
         let url = format!("{}{file}", self.url);
@@ -360,6 +373,21 @@ async fn read(request: reqwest::RequestBuilder) -> Answer {
 }
 
 impl TestApp {
+    /// An HTTPS client trusting the self-signed certificate this installation made, with
+    /// `identity` (PEM certificate and key) as its client certificate if given.
+    pub fn https_client(&self, identity: Option<&str>) -> reqwest::Client {
+        let pem = std::fs::read(self.config.data_dir.join("tls-self-signed.crt"))
+            .expect("the self-signed certificate");
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
+        if let Some(identity) = identity {
+            builder = builder
+                .identity(reqwest::Identity::from_pem(identity.as_bytes()).expect("an identity"));
+        }
+        builder.build().expect("a client")
+    }
+
     /// Polls `path` (as the operator) until `done` holds for its JSON, for what the server
     /// writes in the background; panics after 10 seconds.
     pub async fn eventually(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {

@@ -13,7 +13,7 @@ use provisor_store::{DeviceDetail, PageRequest, Store, StoreError, device_detail
 use serde::Serialize;
 
 use crate::config::{Config, DEFAULT_CONFIG, LogFormat, Overrides};
-use crate::startup;
+use crate::{startup, tls};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +53,8 @@ pub enum Command {
         /// Address to listen on, e.g. 0.0.0.0:8080.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -157,6 +159,26 @@ pub enum AccountCmd {
     },
 }
 
+/// HTTPS next to HTTP (phones bootstrap on HTTP, then move to HTTPS).
+#[derive(clap::Args, Debug, Default)]
+pub struct TlsFlags {
+    /// Server certificate chain (PEM); reloaded with the key on SIGHUP.
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key of the certificate (PEM).
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
+    /// Make and use a self-signed certificate, for trials.
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Address of the HTTPS listener (default 127.0.0.1:8443).
+    #[arg(long)]
+    tls_listen: Option<std::net::SocketAddr>,
+    /// CA bundle (PEM) to verify client certificates against.
+    #[arg(long)]
+    tls_client_ca: Option<std::path::PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum DeviceCmd {
     /// Add a device; --line names SIP accounts in line order.
@@ -221,11 +243,18 @@ pub enum TokenCmd {
 
 impl Cli {
     pub fn config(&self) -> anyhow::Result<Config> {
+        let default_tls = TlsFlags::default();
+        let (listen, tls) = match &self.command {
+            Command::Serve { listen, tls } => (*listen, tls),
+            _ => (None, &default_tls),
+        };
         let overrides = Overrides {
-            listen: match &self.command {
-                Command::Serve { listen } => *listen,
-                _ => None,
-            },
+            listen,
+            tls_cert: tls.tls_cert.clone(),
+            tls_key: tls.tls_key.clone(),
+            tls_self_signed: tls.tls_self_signed.then_some(true),
+            tls_listen: tls.tls_listen,
+            tls_client_ca: tls.tls_client_ca.clone(),
             data_dir: self.global.data_dir.clone(),
             database_url: self.global.database_url.clone(),
             log_format: self.global.log_format,
@@ -252,9 +281,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Output {
         json: cli.global.json,
     };
-    let url_base = startup::phone_options(&config, config.listen);
+    let url_base = startup::phone_options(
+        &config,
+        config.listen,
+        tls::files(&config)?.map(|_| config.tls_listen),
+    );
     let url = move |token: &str| {
-        provisor_domain::phone::provisioning_url(&url_base.public_url, &url_base.base_path, token)
+        let public = url_base
+            .secure_url
+            .as_deref()
+            .unwrap_or(&url_base.public_url);
+        provisor_domain::phone::provisioning_url(public, &url_base.base_path, token)
     };
     let result = admin(store.as_ref(), cli.command, &out, &url).await;
     store.close().await;

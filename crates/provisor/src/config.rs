@@ -39,6 +39,12 @@ pub struct Config {
     pub phone_base_path: String,
     pub phone_unauthenticated: Unauthenticated,
     pub vendors_dir: Option<PathBuf>,
+    pub tls_listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: bool,
+    pub tls_client_ca: Option<PathBuf>,
+    pub public_https_url: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +64,12 @@ impl Default for Config {
             phone_base_path: "/p".into(),
             phone_unauthenticated: Unauthenticated::NotFound,
             vendors_dir: None,
+            tls_listen: "127.0.0.1:8443".parse().expect("a valid address"),
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
+            tls_client_ca: None,
+            public_https_url: None,
         }
     }
 }
@@ -75,7 +87,13 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 20] = [
+    "tls_listen",
+    "tls_cert",
+    "tls_key",
+    "tls_self_signed",
+    "tls_client_ca",
+    "public_https_url",
     "public_url",
     "phone_base_path",
     "phone_unauthenticated",
@@ -103,6 +121,16 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_self_signed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -150,9 +178,14 @@ impl Config {
         let bad_url = |url: &str| {
             !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('?')
         };
-        if config.public_url.as_deref().is_some_and(bad_url) {
+        if config.public_url.as_deref().is_some_and(bad_url)
+            || config
+                .public_https_url
+                .as_deref()
+                .is_some_and(|u| bad_url(u) || !u.starts_with("https://"))
+        {
             bail!(
-                "configuration: public_url must be an http:// or https:// URL without a query, such as https://prov.example.com"
+                "configuration: public_url (http:// or https://) and public_https_url (https://) are URLs without a query, such as https://prov.example.com"
             );
         }
         Ok(config)
@@ -222,6 +255,22 @@ phone_base_path = "/p"
 # known: "not-found" (an empty 404), "bootstrap" (the vendor's generic file, without any
 # device's data) or "challenge" (401 asking for HTTP digest credentials).
 phone_unauthenticated = "not-found"
+
+# HTTPS next to HTTP: phones bootstrap on HTTP, and the files that move a device to its
+# tokenized URL then point at HTTPS. A certificate chain and key (PEM, --tls-cert and
+# --tls-key, reloaded on SIGHUP), or a self-signed certificate kept in the data directory
+# for trials (--tls-self-signed). The listener's address (--tls-listen).
+# tls_cert = "/etc/provisor/tls/fullchain.pem"
+# tls_key = "/etc/provisor/tls/key.pem"
+tls_self_signed = false
+tls_listen = "127.0.0.1:8443"
+
+# Verify client certificates against this CA bundle (PEM); a domain whose phone_policy
+# has client_cert = true then accepts a certificate naming the device's MAC (--tls-client-ca).
+# tls_client_ca = "/etc/provisor/tls/phone-vendors-ca.pem"
+
+# The HTTPS URL phones reach Provisor at; without it, https://<tls_listen>.
+# public_https_url = "https://prov.example.com"
 
 # A directory laid out like the built-in vendors/ (<vendor>/vendor.toml,
 # <vendor>/templates/<name>) whose files replace or add to the built-in catalog.

@@ -1,7 +1,7 @@
 //! From configuration to a running server: data directory, encryption key, store,
 //! first operator token, listener, graceful shutdown.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::serve::Listener as _;
 use provisor_domain::model::{Actor, Role};
 use provisor_domain::secret::{Cipher, SecretString};
+use provisor_http::net::{Peer, PlainListener, TlsConfig, TlsListener};
 use provisor_http::phone::Recorder;
 use provisor_http::{AppState, PhoneOptions, Phones};
 use provisor_render::{Renderer, Vendors};
@@ -18,6 +20,7 @@ use provisor_store::{Store, issue_token};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, LogFormat};
+use crate::tls;
 
 const KEY_FILE: &str = "secret.key";
 const TOKEN_FILE: &str = "operator-token";
@@ -244,14 +247,23 @@ fn unix_now() -> String {
     secs.to_string()
 }
 
-/// The phone side: the catalog and templates (built in, plus `vendors_dir`) and options.
-pub fn phone_options(config: &Config, listening: SocketAddr) -> PhoneOptions {
+/// The phone side: where phones reach this server, and what they get unauthenticated.
+/// `https` is the HTTPS listener's address, where there is one.
+pub fn phone_options(
+    config: &Config,
+    listening: SocketAddr,
+    https: Option<SocketAddr>,
+) -> PhoneOptions {
     PhoneOptions {
         base_path: config.phone_base_path.clone(),
         public_url: config
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{listening}")),
+        secure_url: config
+            .public_https_url
+            .clone()
+            .or_else(|| https.map(|a| format!("https://{a}"))),
         unauthenticated: config.phone_unauthenticated,
     }
 }
@@ -262,45 +274,126 @@ pub fn renderer(config: &Config) -> anyhow::Result<Renderer> {
     Renderer::new(vendors).context("the vendor templates")
 }
 
-/// Serves the application on `listener` until `shutdown` completes, then lets running
+/// The sockets Provisor serves on: HTTP always, HTTPS where it is configured.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub https: Option<TcpListener>,
+}
+
+/// Binds `listen`, and `tls_listen` if HTTPS is configured.
+pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+    let http = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let https = match tls::files(config)? {
+        Some(_) => Some(
+            TcpListener::bind(config.tls_listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.tls_listen))?,
+        ),
+        None => None,
+    };
+    Ok(Listeners { http, https })
+}
+
+/// Reloads the certificate and key on SIGHUP; a file that does not load leaves the one
+/// in use in place.
+fn reload_on_sighup(files: tls::TlsFiles, cell: Arc<TlsConfig>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls::server_config(&files) {
+                Ok(config) => {
+                    cell.replace(config);
+                    tracing::info!(cert = %files.cert.display(), "reloaded the TLS certificate");
+                }
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "the TLS certificate was not reloaded; the old one stays in use"
+                ),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (files, cell);
+}
+
+/// Serves the application on the listeners until `shutdown` completes, then lets running
 /// requests finish for up to `shutdown_grace_seconds`.
 pub async fn run(
     store: Arc<dyn Store>,
     config: &Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let listening = listener.local_addr()?;
+    let listening = listeners.http.local_addr()?;
+    let https = match (tls::files(config)?, listeners.https) {
+        (Some(files), Some(listener)) => {
+            let cell = TlsConfig::new(tls::server_config(&files)?);
+            reload_on_sighup(files, cell.clone());
+            Some(TlsListener::new(listener, cell)?)
+        }
+        (None, None) => None,
+        _ => bail!("an HTTPS listener goes with a TLS certificate"),
+    };
+    let https_addr = https
+        .as_ref()
+        .map(|l| l.local_addr().map(|p| p.addr))
+        .transpose()?;
     if config.public_url.is_none() && listening.ip().is_unspecified() {
         tracing::warn!(
             "public_url is not set and Provisor listens on {listening}: the URLs handed to phones will not reach it; set public_url"
         );
     }
-    let options = phone_options(config, listening);
+    let options = phone_options(config, listening, https_addr);
     let (recorder, recording) = Recorder::spawn(store.clone());
     let phones = Phones::new(renderer(config)?, options, recorder);
     let app = provisor_http::app(AppState::new(store.clone(), phones));
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stopping_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing running requests");
-        let _ = stopping_tx.send(());
+        let _ = stopping_tx.send(true);
     };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+    let http = axum::serve(
+        PlainListener(listeners.http),
+        app.clone().into_make_service_with_connect_info::<Peer>(),
     )
-    .with_graceful_shutdown(signal);
-    let deadline = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
+    .with_graceful_shutdown(stopped());
+    let https_stopped = stopped();
+    let https = async move {
+        match https {
+            Some(listener) => {
+                axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                    .with_graceful_shutdown(https_stopped)
+                    .await
+            }
+            None => Ok(()),
         }
     };
+    let servers = async move {
+        let (a, b) = tokio::join!(http.into_future(), https);
+        a.and(b)
+    };
+    let deadline_stopped = stopped();
+    let deadline = async move {
+        deadline_stopped.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::spawn(signal);
     tokio::select! {
-        result = server => result.context("the HTTP server failed")?,
+        result = servers => result.context("the HTTP server failed")?,
         () = deadline => tracing::warn!("requests still running after the shutdown grace period; exiting anyway"),
     }
     recording.finish(Duration::from_secs(5)).await;
@@ -331,9 +424,12 @@ pub async fn shutdown_signal() {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     bootstrap_token(store.as_ref(), &config.data_dir).await?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, database = store.backend(), "Provisor is listening");
-    run(store, &config, listener, shutdown_signal()).await
+    let listeners = bind(&config).await?;
+    let https = listeners
+        .https
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    tracing::info!(address = %listeners.http.local_addr()?, https = ?https, database = store.backend(), "Provisor is listening");
+    run(store, &config, listeners, shutdown_signal()).await
 }

@@ -15,7 +15,7 @@
 
 mod record;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::Router;
 use axum::body::Body;
@@ -42,6 +42,7 @@ use provisor_store::Store;
 pub use record::{Recorder, RecorderTask};
 
 use crate::AppState;
+use crate::net::Peer;
 
 /// Largest file a phone may upload.
 pub const MAX_UPLOAD: usize = 1024 * 1024;
@@ -55,6 +56,8 @@ pub struct PhoneOptions {
     pub base_path: String,
     /// The URL phones reach this server at (scheme, host, port), e.g. `http://prov:8080`.
     pub public_url: String,
+    /// The HTTPS URL, where HTTPS is configured: devices are moved there.
+    pub secure_url: Option<String>,
     pub unauthenticated: Unauthenticated,
 }
 
@@ -84,9 +87,14 @@ impl Phones {
         &self.options
     }
 
-    /// The directory URL of a device with this token.
+    /// The directory URL of a device with this token (HTTPS where configured).
     pub fn device_url(&self, token: &str) -> String {
-        provisioning_url(&self.options.public_url, &self.options.base_path, token)
+        let public = self
+            .options
+            .secure_url
+            .as_deref()
+            .unwrap_or(&self.options.public_url);
+        provisioning_url(public, &self.options.base_path, token)
     }
 
     /// The directory URL without a token, where phones bootstrap.
@@ -136,6 +144,8 @@ struct Request<'a> {
     uri: &'a Uri,
     file: &'a str,
     ip: IpAddr,
+    /// The MAC a verified client certificate names.
+    client_mac: Option<Mac>,
     user_agent: Option<&'a str>,
     headers: &'a HeaderMap,
 }
@@ -161,7 +171,7 @@ enum Outcome {
 
 async fn fetch(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -178,7 +188,8 @@ async fn fetch(
         method: &method,
         uri: &uri,
         file,
-        ip: canonical_ip(peer.ip()),
+        ip: canonical_ip(peer.addr.ip()),
+        client_mac: peer.client_mac(),
         user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
         headers: &headers,
     };
@@ -212,7 +223,7 @@ async fn fetch(
 /// A phone's upload (Poly logs), kept per device; only under the device's token.
 async fn upload(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(path): Path<String>,
     body: axum::body::Bytes,
@@ -229,7 +240,7 @@ async fn upload(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    let ip = canonical_ip(peer.ip());
+    let ip = canonical_ip(peer.addr.ip());
     let fits = match st.phones.detect_for(&device, file, user_agent) {
         Detection::Found(f) => {
             f.rule.kind == FileKind::Upload && f.mac.is_none_or(|m| m == device.mac)
@@ -335,6 +346,9 @@ impl Phones {
         }
         if let Some(reason) = self.turned_away(&device, req) {
             return refuse(reason);
+        }
+        if let Some(other) = req.client_mac.filter(|m| *m != device.mac) {
+            return refuse(format!("presented the client certificate of {other}"));
         }
         let found = match self.detect_for(&device, req.file, req.user_agent) {
             Detection::Found(f) => f,
@@ -463,6 +477,18 @@ impl Phones {
         let policy = &device.policy;
         if policy.networks_suffice && policy.in_networks(req.ip) {
             return Proof::Valid;
+        }
+        if let Some(mac) = req.client_mac {
+            return if !policy.client_cert {
+                Proof::Refused(
+                    "presented a client certificate, which the domain's policy does not accept"
+                        .into(),
+                )
+            } else if mac == device.mac {
+                Proof::Valid
+            } else {
+                Proof::Refused(format!("presented the client certificate of {mac}"))
+            };
         }
         let Some(credentials) = self.digest_credentials(req) else {
             return Proof::None;

@@ -7,3 +7,4 @@ mod isolation;
 mod ops;
 mod phones;
 mod startup;
+mod tls;
