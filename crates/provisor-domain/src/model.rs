@@ -201,6 +201,34 @@ pub struct AuditEntry {
     pub after: Option<serde_json::Value>,
 }
 
+/// A firmware image (or other static file) phones fetch under their token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Firmware {
+    pub name: String,
+    /// Hex SHA-256 of the contents.
+    pub sha256: String,
+    pub size: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A firmware file name: letters, digits, `.`, `_`, `-`, at most 128, not starting with `.`.
+pub fn firmware_name(name: &str) -> Result<String, Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(Invalid::new(
+            "name",
+            "a firmware name is 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'",
+        ))
+    }
+}
+
 /// Who is making a change, as the audit log records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor(pub String);

@@ -33,7 +33,12 @@ pub fn generate() -> NewToken {
 /// The stored form of a presented token. Tokens carry 256 bits of entropy, so a fast hash
 /// is enough; lookups are by digest, so timing reveals nothing about the secret.
 pub fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    sha256_hex(secret.as_bytes())
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod firmware;
 pub mod metrics;
 pub mod net;
 mod ops;

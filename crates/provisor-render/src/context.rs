@@ -162,6 +162,12 @@ impl Context {
                 }
             })
             .collect();
+        // A `firmware` setting names an uploaded file, fetched under the device's URL.
+        let firmware_url = settings
+            .get("firmware")
+            .and_then(Value::as_str)
+            .filter(|f| !f.is_empty())
+            .map(|f| format!("{url}firmware/{f}"));
         Context {
             device: device_info(vendor, detected, phone.admin_password.expose().to_owned()),
             lines,
@@ -169,7 +175,7 @@ impl Context {
             provisioning: Provisioning {
                 url,
                 recheck_minutes,
-                firmware_url: None,
+                firmware_url,
             },
         }
     }

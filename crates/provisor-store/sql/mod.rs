@@ -12,6 +12,7 @@
 mod bulk;
 mod devices;
 mod directory;
+mod firmware;
 mod phones;
 mod tokens;
 

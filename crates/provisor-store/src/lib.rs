@@ -433,6 +433,24 @@ pub trait PhoneStore: Send + Sync {
     async fn upload(&self, d: DomainId, mac: Mac, name: &str) -> Result<Vec<u8>>;
 }
 
+/// The index of firmware files (their bytes are the caller's, in the data directory).
+#[async_trait]
+pub trait FirmwareStore: Send + Sync {
+    /// Records `name` with its digest and size, replacing an earlier file of that name;
+    /// returns the entry and the digest it replaced, if any.
+    async fn put_firmware(
+        &self,
+        actor: &Actor,
+        name: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<(Firmware, Option<String>)>;
+    async fn firmware(&self, name: &str) -> Result<Firmware>;
+    async fn list_firmware(&self) -> Result<Vec<Firmware>>;
+    /// Removes the entry; returns its digest if no other entry has the same contents.
+    async fn delete_firmware(&self, actor: &Actor, name: &str) -> Result<Option<String>>;
+}
+
 /// Everything a backend provides.
 pub trait Store:
     BaseStore
@@ -443,6 +461,7 @@ pub trait Store:
     + AuditStore
     + BulkStore
     + PhoneStore
+    + FirmwareStore
     + 'static
 {
 }
@@ -450,6 +469,7 @@ pub trait Store:
 impl<T> Store for T where
     T: BaseStore
         + PhoneStore
+        + FirmwareStore
         + DomainStore
         + UserStore
         + DeviceStore

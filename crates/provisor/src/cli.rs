@@ -72,6 +72,8 @@ pub enum Command {
     Device(DeviceCmd),
     #[command(subcommand)]
     Token(TokenCmd),
+    #[command(subcommand)]
+    Firmware(FirmwareCmd),
     /// Import users, SIP accounts and devices from CSV (all rows or none).
     Import {
         #[arg(long)]
@@ -228,6 +230,23 @@ pub enum DeviceCmd {
     },
 }
 
+/// Firmware files phones fetch under their token (`…/firmware/NAME`; a device's
+/// `firmware` setting names the one its files point at).
+#[derive(Subcommand, Debug)]
+pub enum FirmwareCmd {
+    /// Store a file (replacing one of the same name).
+    Add {
+        file: PathBuf,
+        /// The name phones ask for; the file's own name if not given.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
     /// Create an API token and print it (once).
@@ -293,7 +312,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .unwrap_or(&url_base.public_url);
         provisor_domain::phone::provisioning_url(public, &url_base.base_path, token)
     };
-    let result = admin(store.as_ref(), cli.command, &out, &url).await;
+    let firmware_dir = config.data_dir.join("firmware");
+    let result = match cli.command {
+        Command::Firmware(cmd) => firmware(store.as_ref(), cmd, &out, &firmware_dir).await,
+        command => admin(store.as_ref(), command, &out, &url).await,
+    };
     store.close().await;
     result
 }
@@ -368,6 +391,61 @@ where
     }
 }
 
+async fn firmware(
+    store: &dyn Store,
+    command: FirmwareCmd,
+    out: &Output,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use provisor_http::firmware as files;
+    match command {
+        FirmwareCmd::Add { file, name } => {
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            };
+            let name = firmware_name(&name)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let sha = files::save(dir, &bytes)
+                .await
+                .with_context(|| format!("cannot store the file in {}", dir.display()))?;
+            let (entry, orphan) = store
+                .put_firmware(&actor(), &name, &sha, bytes.len() as u64)
+                .await?;
+            if let Some(orphan) = orphan {
+                files::remove(dir, &orphan).await;
+            }
+            out.show(&entry, || {
+                format!(
+                    "stored firmware {} ({} bytes, sha256 {})",
+                    entry.name, entry.size, entry.sha256
+                )
+            })
+        }
+        FirmwareCmd::List => {
+            let all = store.list_firmware().await?;
+            out.show(&all, || {
+                all.iter()
+                    .map(|f| format!("{}  {} bytes  sha256 {}", f.name, f.size, f.sha256))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        FirmwareCmd::Delete { name } => {
+            if let Some(orphan) = store.delete_firmware(&actor(), &name).await? {
+                files::remove(dir, &orphan).await;
+            }
+            out.show(&serde_json::json!({"deleted": name}), || {
+                format!("deleted firmware {name}")
+            })
+        }
+    }
+}
+
 /// The domain of a device found by MAC across all domains.
 async fn device_domain(store: &dyn Store, mac: Mac) -> anyhow::Result<DomainId> {
     store.device_domain(mac).await.map_err(|e| match e {
@@ -400,8 +478,8 @@ async fn admin(
 ) -> anyhow::Result<()> {
     let actor = actor();
     match command {
-        Command::Serve { .. } | Command::DefaultConfig => {
-            unreachable!("handled before opening the store")
+        Command::Serve { .. } | Command::DefaultConfig | Command::Firmware(_) => {
+            unreachable!("handled before")
         }
         Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || {
             format!("{} database is up to date", store.backend())

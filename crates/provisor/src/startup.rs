@@ -265,6 +265,7 @@ pub fn phone_options(
             .clone()
             .or_else(|| https.map(|a| format!("https://{a}"))),
         unauthenticated: config.phone_unauthenticated,
+        firmware_dir: config.data_dir.join("firmware"),
     }
 }
 

@@ -11,6 +11,7 @@ mod bulk;
 mod categories;
 mod devices;
 mod domains;
+mod firmware;
 mod provisioning;
 mod tokens;
 mod users;
@@ -40,7 +41,7 @@ use crate::error::{ApiError, ApiResult, Problem};
     components(schemas(Problem)),
     tags(
         (name = "domains"), (name = "categories"), (name = "users"), (name = "accounts"),
-        (name = "devices"), (name = "bulk"), (name = "tokens"), (name = "audit")
+        (name = "devices"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
     )
 )]
 struct ApiDoc;
@@ -86,6 +87,12 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
         .merge(import)
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(firmware::put, firmware::delete))
+                .layer(DefaultBodyLimit::max(crate::firmware::MAX_FIRMWARE)),
+        )
+        .routes(routes!(firmware::list))
         .routes(routes!(bulk::export))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))

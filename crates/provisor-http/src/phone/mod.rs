@@ -59,6 +59,8 @@ pub struct PhoneOptions {
     /// The HTTPS URL, where HTTPS is configured: devices are moved there.
     pub secure_url: Option<String>,
     pub unauthenticated: Unauthenticated,
+    /// Where firmware files are kept.
+    pub firmware_dir: std::path::PathBuf,
 }
 
 /// The phone side of the application: catalog and templates, options, the record writer.
@@ -181,6 +183,13 @@ async fn fetch(
         Some((token, file)) => (Some(token), file),
         None => (None, path.as_str()),
     };
+    if let (Some(token), Some(name)) = (token, file.strip_prefix("firmware/")) {
+        let ip = canonical_ip(peer.addr.ip());
+        return st
+            .phones
+            .firmware(st.store.as_ref(), token, name, ip, &peer, &headers)
+            .await;
+    }
     if file.is_empty() || file.contains('/') {
         return not_found();
     }
@@ -301,6 +310,58 @@ enum Proof {
 }
 
 impl Phones {
+    /// A firmware file, for a device presenting its token (under the same rules as its
+    /// other files).
+    async fn firmware(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        name: &str,
+        ip: IpAddr,
+        peer: &Peer,
+        headers: &HeaderMap,
+    ) -> Response {
+        let device = match self.device_for_token(store, token).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return not_found(),
+            Err(e) => {
+                tracing::error!(error = %e, "a firmware request could not be answered");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        };
+        let refused = if !device.policy.token {
+            Some("the domain's policy does not accept URL tokens".to_owned())
+        } else if device.state == DeviceState::Disabled {
+            Some("the device is disabled".to_owned())
+        } else if !device.policy.network_allows(ip) {
+            Some(format!(
+                "the request came from {ip}, outside the domain's allowed networks"
+            ))
+        } else {
+            peer.client_mac()
+                .filter(|m| *m != device.mac)
+                .map(|m| format!("presented the client certificate of {m}"))
+        };
+        if let Some(reason) = refused {
+            self.refuse(Refusal {
+                mac: device.mac,
+                at: Utc::now(),
+                ip,
+                file: format!("firmware/{name}"),
+                reason,
+            });
+            return not_found();
+        }
+        match store.firmware(name).await {
+            Ok(f) => crate::firmware::serve(&self.options.firmware_dir, &f, headers).await,
+            Err(provisor_store::StoreError::NotFound(_)) => not_found(),
+            Err(e) => {
+                tracing::error!(error = %e, "a firmware request could not be answered");
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
+            }
+        }
+    }
+
     fn detect_for<'c>(
         &'c self,
         device: &PhoneDevice,

@@ -3,6 +3,7 @@
 mod api;
 mod bulk;
 mod cli;
+mod firmware;
 mod isolation;
 mod ops;
 mod phones;
