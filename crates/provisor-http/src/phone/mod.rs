@@ -256,7 +256,12 @@ async fn upload(
         }
         _ => false,
     };
-    if !fits || !device.policy.network_allows(ip) || device.state == DeviceState::Disabled {
+    if !fits
+        || st
+            .phones
+            .token_refusal(&device, ip, peer.client_mac())
+            .is_some()
+    {
         return not_found();
     }
     match st.store.store_upload(device.id, file, &body).await {
@@ -329,20 +334,7 @@ impl Phones {
                 return StatusCode::SERVICE_UNAVAILABLE.into_response();
             }
         };
-        let refused = if !device.policy.token {
-            Some("the domain's policy does not accept URL tokens".to_owned())
-        } else if device.state == DeviceState::Disabled {
-            Some("the device is disabled".to_owned())
-        } else if !device.policy.network_allows(ip) {
-            Some(format!(
-                "the request came from {ip}, outside the domain's allowed networks"
-            ))
-        } else {
-            peer.client_mac()
-                .filter(|m| *m != device.mac)
-                .map(|m| format!("presented the client certificate of {m}"))
-        };
-        if let Some(reason) = refused {
+        if let Some(reason) = self.token_refusal(&device, ip, peer.client_mac()) {
             self.refuse(Refusal {
                 mac: device.mac,
                 at: Utc::now(),
@@ -402,14 +394,8 @@ impl Phones {
             self.refuse(req.refusal(device.mac, reason));
             Ok(Outcome::NotFound)
         };
-        if !device.policy.token {
-            return refuse("the domain's policy does not accept URL tokens".into());
-        }
-        if let Some(reason) = self.turned_away(&device, req) {
+        if let Some(reason) = self.token_refusal(&device, req.ip, req.client_mac) {
             return refuse(reason);
-        }
-        if let Some(other) = req.client_mac.filter(|m| *m != device.mac) {
-            return refuse(format!("presented the client certificate of {other}"));
         }
         let found = match self.detect_for(&device, req.file, req.user_agent) {
             Detection::Found(f) => f,
@@ -518,21 +504,38 @@ impl Phones {
     }
 
     /// A reason to refuse the device whatever it proves: disabled, or outside its networks.
-    fn turned_away(&self, device: &PhoneDevice, req: &Request<'_>) -> Option<String> {
+    fn turned_away(&self, device: &PhoneDevice, ip: IpAddr) -> Option<String> {
         if device.state == DeviceState::Disabled {
             return Some("the device is disabled".into());
         }
-        if !device.policy.network_allows(req.ip) {
+        if !device.policy.network_allows(ip) {
             return Some(format!(
-                "the request came from {}, outside the domain's allowed networks",
-                req.ip
+                "the request came from {ip}, outside the domain's allowed networks"
             ));
         }
         None
     }
 
+    /// Why a request presenting the device's token is refused, if it is.
+    fn token_refusal(
+        &self,
+        device: &PhoneDevice,
+        ip: IpAddr,
+        client_mac: Option<Mac>,
+    ) -> Option<String> {
+        if !device.policy.token {
+            return Some("the domain's policy does not accept URL tokens".into());
+        }
+        if let Some(reason) = self.turned_away(device, ip) {
+            return Some(reason);
+        }
+        client_mac
+            .filter(|m| *m != device.mac)
+            .map(|m| format!("presented the client certificate of {m}"))
+    }
+
     fn proof(&self, device: &PhoneDevice, req: &Request<'_>) -> Proof {
-        if let Some(reason) = self.turned_away(device, req) {
+        if let Some(reason) = self.turned_away(device, req.ip) {
             return Proof::Refused(reason);
         }
         let policy = &device.policy;
