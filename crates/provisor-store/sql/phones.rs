@@ -32,7 +32,8 @@ async fn policy_of(c: &mut Conn, d: DomainId) -> Result<PhonePolicy> {
     Ok(policy.0)
 }
 
-/// Gives a newly added device its token and passwords, and arms it for the domain's window.
+/// Gives a newly added device its token and passwords, arms it for the domain's window, and
+/// takes its MAC off the unassigned lists, where it would hold a place under the bound.
 pub(super) async fn issue_secrets(
     c: &mut Conn,
     cipher: &Cipher,
@@ -51,6 +52,12 @@ pub(super) async fn issue_secrets(
     .bind(cipher.encrypt(secrets.admin_password.expose()))
     .bind(cipher.encrypt(secrets.fetch_password.expose()))
     .bind(armed)
+    .bind(device_id)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "DELETE FROM unassigned_devices WHERE mac = (SELECT mac FROM devices WHERE id = $1)",
+    )
     .bind(device_id)
     .execute(&mut *c)
     .await?;

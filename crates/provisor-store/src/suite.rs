@@ -53,6 +53,13 @@ macro_rules! store_suite {
             meta,
             concurrent_creates_of_distinct_macs,
             concurrent_creates_of_one_mac,
+            phone_lookup_by_mac_and_token,
+            token_rotation_grace,
+            disarm_once,
+            contacts_recorded,
+            refusals_kept_per_device,
+            uploads_kept_latest,
+            unassigned_bound_counts_only_unclaimed,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -2426,4 +2433,1027 @@ pub async fn concurrent_creates_of_one_mac(s: Arc<dyn Store>) {
         .filter(|e| e.action == "device.create")
         .count();
     assert_eq!(creates, 1, "refused creates leave no audit entry");
+}
+
+// ---------------------------------------------------------------------------------------
+// Phones
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use chrono::{TimeDelta, Utc};
+use provisor_domain::phone::{Contact, PhoneDevice, PhonePolicy, Refusal};
+use provisor_domain::token::digest;
+
+use crate::{MAX_UNASSIGNED_PER_DOMAIN, REFUSALS_KEPT, UnassignedDevice};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn millis(t: Option<Timestamp>) -> Option<i64> {
+    t.map(|t| t.timestamp_millis())
+}
+
+/// Asserts that `t` is `minutes` after a moment from `from` to `to`, at the millisecond
+/// precision times are stored with.
+#[track_caller]
+fn minutes_after(t: Option<Timestamp>, from: Timestamp, to: Timestamp, minutes: i64, what: &str) {
+    let t = t
+        .unwrap_or_else(|| panic!("{what}: expected a time, got none"))
+        .timestamp_millis();
+    let lo = from.timestamp_millis() + minutes * 60_000;
+    let hi = to.timestamp_millis() + minutes * 60_000;
+    assert!(
+        (lo..=hi).contains(&t),
+        "{what}: {t} is not {minutes} minutes after a moment in [{}, {}]",
+        from.timestamp_millis(),
+        to.timestamp_millis()
+    );
+}
+
+/// Domains `a.example` and `b.example`.
+async fn two_domains(s: &dyn Store) -> (DomainId, DomainId) {
+    (
+        new_domain(s, "a.example").await.id,
+        new_domain(s, "b.example").await.id,
+    )
+}
+
+async fn new_domain_with_policy(s: &dyn Store, name: &str, policy: Value) -> Domain {
+    let new: NewDomain = input(json!({ "name": name, "phone_policy": policy }));
+    s.create_domain(&actor(), &new.validate().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Replaces the domain's phone policy (fields not given take their defaults).
+async fn set_policy(s: &dyn Store, d: DomainId, policy: Value) -> Domain {
+    let patch: DomainPatch = input(json!({ "phone_policy": policy }));
+    s.update_domain(&actor(), d, &patch.validate().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn phone(s: &dyn Store, m: Mac) -> PhoneDevice {
+    s.phone_by_mac(m)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no phone with MAC {m}"))
+}
+
+/// The id of the device a token finds, by its digest.
+async fn phone_id_by_token(s: &dyn Store, token: &str) -> Option<i64> {
+    s.phone_by_token(&digest(token))
+        .await
+        .unwrap()
+        .map(|p| p.id)
+}
+
+async fn token_of(s: &dyn Store, d: DomainId, m: Mac) -> String {
+    s.device_credentials(d, m)
+        .await
+        .unwrap()
+        .token
+        .unwrap_or_else(|| panic!("device {m} has no token"))
+        .expose()
+        .to_owned()
+}
+
+/// Everything of a phone device, secrets included, to compare two lookups as a whole.
+fn phone_view(p: &PhoneDevice) -> Value {
+    json!({
+        "id": p.id, "domain": p.domain.0, "domain_name": p.domain_name, "mac": p.mac,
+        "vendor": p.vendor, "model": p.model, "firmware": p.firmware, "state": p.state,
+        "policy": p.policy, "owner_display_name": p.owner_display_name,
+        "lines": p.lines.iter().map(|l| json!([
+            l.position, l.sip_user, l.auth_user, l.password.expose(), l.display_name,
+            l.registrar, l.outbound_proxy, l.transport
+        ])).collect::<Vec<_>>(),
+        "layers": p.layers, "token": p.token.expose(), "admin_password": p.admin_password.expose(),
+        "fetch_password": p.fetch_password.expose(), "armed_until": millis(p.armed_until),
+    })
+}
+
+/// An unauthenticated contact without vendor, model or firmware.
+fn contact(m: Mac, device_id: Option<i64>, from: &str, at: Timestamp) -> Contact {
+    Contact {
+        mac: m,
+        device_id,
+        vendor: String::new(),
+        model: String::new(),
+        firmware: String::new(),
+        ip: ip(from),
+        at,
+        provisioned: false,
+    }
+}
+
+async fn all_unassigned(s: &dyn Store, d: DomainId) -> Vec<UnassignedDevice> {
+    collect_pages(PageRequest::MAX_LIMIT, |p| s.list_unassigned(d, p))
+        .await
+        .0
+}
+
+pub async fn phone_lookup_by_mac_and_token(s: Arc<dyn Store>) {
+    let s = &*s;
+    let new: NewDomain =
+        input(json!({"name": "a.example", "settings": {"lang": "de", "layer": "domain"}}));
+    let domain = s
+        .create_domain(&actor(), &new.validate().unwrap())
+        .await
+        .unwrap();
+    let a = domain.id;
+    assert_eq!(
+        domain.phone_policy,
+        PhonePolicy::default(),
+        "a domain created without a policy has the default one"
+    );
+    let new: NewCategory = input(json!({"name": "Desk", "settings": {"layer": "category"}}));
+    s.create_category(&actor(), a, &new.validate().unwrap())
+        .await
+        .unwrap();
+    let new: NewUser = input(
+        json!({"username": "alice", "display_name": "Alice A", "settings": {"layer": "user"}}),
+    );
+    s.create_user(&actor(), a, &new.validate().unwrap(), None)
+        .await
+        .unwrap();
+    let new: NewSipAccount = input(json!({
+        "sip_user": "100", "auth_user": "a100", "password": TRICKY_PASSWORD,
+        "display_name": "Alice Desk", "registrar": "sip.example.com:5061",
+        "outbound_proxy": "proxy.example.com", "transport": "tls"
+    }));
+    s.create_account(&actor(), a, "alice", &new.validate().unwrap())
+        .await
+        .unwrap();
+    new_account(s, a, "alice", "101", "pw-101").await;
+
+    let m = mac("001565aabb01");
+    let before = Utc::now();
+    let device = new_device(
+        s,
+        a,
+        json!({
+            "mac": m, "vendor": "Yealink", "model": "T54W", "category": "Desk", "user": "alice",
+            "lines": ["101", "100"], "settings": {"layer": "device"}
+        }),
+    )
+    .await;
+    let after = Utc::now();
+
+    let creds = s.device_credentials(a, m).await.unwrap();
+    let token = creds
+        .token
+        .as_ref()
+        .expect("a new device has a URL token")
+        .expose()
+        .to_owned();
+    let admin_pw = creds
+        .admin_password
+        .as_ref()
+        .expect("a new device has an admin password")
+        .expose()
+        .to_owned();
+    let fetch_pw = creds
+        .fetch_password
+        .as_ref()
+        .expect("a new device has a fetch password")
+        .expose()
+        .to_owned();
+    assert!(!token.is_empty() && !admin_pw.is_empty() && !fetch_pw.is_empty());
+    assert!(
+        token != admin_pw && token != fetch_pw && admin_pw != fetch_pw,
+        "the device's secrets are distinct"
+    );
+    minutes_after(
+        creds.armed_until,
+        before,
+        after,
+        60,
+        "a new device is armed for the default arm_minutes",
+    );
+    assert_eq!(creds.previous_token_until, None, "no previous token yet");
+
+    let p = phone(s, m).await;
+    assert_eq!(p.id, device.id);
+    assert_eq!(p.domain, a);
+    assert_eq!(p.domain_name, "a.example");
+    assert_eq!(p.mac, m);
+    assert_eq!((p.vendor.as_str(), p.model.as_str()), ("yealink", "T54W"));
+    assert_eq!(p.state, DeviceState::Added);
+    assert_eq!(p.policy, domain.phone_policy);
+    assert_eq!(p.owner_display_name, "Alice A");
+    let got: Vec<_> = p
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.position,
+                l.sip_user.as_str(),
+                l.auth_user.as_str(),
+                l.password.expose(),
+                l.display_name.as_str(),
+                l.registrar.as_str(),
+                l.outbound_proxy.as_str(),
+                l.transport,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "101", "", "pw-101", "", "", "", Transport::Udp),
+            (
+                2,
+                "100",
+                "a100",
+                TRICKY_PASSWORD,
+                "Alice Desk",
+                "sip.example.com:5061",
+                "proxy.example.com",
+                Transport::Tls
+            ),
+        ],
+        "lines in order, with their decrypted passwords"
+    );
+    let layers: Vec<Value> = p.layers.iter().cloned().map(Value::Object).collect();
+    assert_eq!(
+        layers,
+        [
+            json!({"lang": "de", "layer": "domain"}),
+            json!({"layer": "category"}),
+            json!({"layer": "user"}),
+            json!({"layer": "device"}),
+        ],
+        "settings layers lowest first: domain, category, user, device"
+    );
+    assert_eq!(p.token.expose(), token);
+    assert_eq!(p.admin_password.expose(), admin_pw);
+    assert_eq!(p.fetch_password.expose(), fetch_pw);
+    assert_eq!(millis(p.armed_until), millis(creds.armed_until));
+    assert!(p.is_armed(Utc::now()));
+
+    let by_token = s
+        .phone_by_token(&digest(&token))
+        .await
+        .unwrap()
+        .expect("the device is found by its token's digest");
+    assert_eq!(phone_view(&by_token), phone_view(&p));
+    for (wrong, what) in [
+        (digest("not-the-token"), "another token's digest"),
+        (token.clone(), "the token itself, not its digest"),
+        (digest(&admin_pw), "the admin password's digest"),
+        (digest(&fetch_pw), "the fetch password's digest"),
+        (String::new(), "an empty digest"),
+    ] {
+        assert!(
+            s.phone_by_token(&wrong).await.unwrap().is_none(),
+            "{what} finds no device"
+        );
+    }
+    assert!(
+        s.phone_by_mac(mac("001565ffffff")).await.unwrap().is_none(),
+        "an unknown MAC finds no device"
+    );
+
+    // A device without category or owner has empty middle layers.
+    let m2 = mac("001565aabb02");
+    new_device(s, a, json!({"mac": m2})).await;
+    let p2 = phone(s, m2).await;
+    assert_ne!(p2.id, p.id);
+    let layers: Vec<Value> = p2.layers.iter().cloned().map(Value::Object).collect();
+    assert_eq!(
+        layers,
+        [
+            json!({"lang": "de", "layer": "domain"}),
+            json!({}),
+            json!({}),
+            json!({}),
+        ]
+    );
+    assert_eq!(p2.owner_display_name, "");
+    assert!(p2.lines.is_empty());
+    let token2 = token_of(s, a, m2).await;
+    assert_ne!(token2, token, "every device has its own token");
+    assert_eq!(phone_id_by_token(s, &token2).await, Some(p2.id));
+    assert_eq!(phone_id_by_token(s, &token).await, Some(p.id));
+
+    // A domain's own policy comes with its devices; arm_minutes 0 adds them unarmed.
+    let policy = json!({"digest": true, "arm_minutes": 0});
+    let db = new_domain_with_policy(s, "b.example", policy).await;
+    let expected = PhonePolicy {
+        digest: true,
+        arm_minutes: 0,
+        ..PhonePolicy::default()
+    };
+    assert_eq!(db.phone_policy, expected);
+    assert_eq!(s.domain_by_id(db.id).await.unwrap().phone_policy, expected);
+    let mb = mac("001565bb0001");
+    new_device(s, db.id, json!({"mac": mb})).await;
+    let cb = s.device_credentials(db.id, mb).await.unwrap();
+    assert_eq!(
+        cb.armed_until, None,
+        "a device added with arm_minutes 0 is not armed"
+    );
+    assert!(cb.token.is_some() && cb.admin_password.is_some() && cb.fetch_password.is_some());
+    let pb = phone(s, mb).await;
+    assert_eq!((pb.domain, pb.domain_name.as_str()), (db.id, "b.example"));
+    assert_eq!(pb.policy, expected);
+    assert_eq!(pb.armed_until, None);
+    assert!(!pb.is_armed(Utc::now()));
+    let tb = cb.token.unwrap();
+    let by_token = s
+        .phone_by_token(&digest(tb.expose()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(phone_view(&by_token), phone_view(&pb));
+
+    // A changed policy shows at once; credentials are scoped by domain.
+    let changed = set_policy(s, a, json!({"networks": ["10.0.0.0/8"], "digest": true})).await;
+    assert_eq!(phone(s, m).await.policy, changed.phone_policy);
+    assert!(changed.phone_policy.digest);
+    expect_not_found(
+        s.device_credentials(db.id, m).await,
+        "credentials of A's device from B",
+    );
+    expect_not_found(
+        s.device_credentials(a, mac("001565ffffff")).await,
+        "credentials of an unknown MAC",
+    );
+}
+
+pub async fn token_rotation_grace(s: Arc<dyn Store>) {
+    let s = &*s;
+    let (a, b) = two_domains(s).await;
+    let m = mac("001565aabb01");
+    let device = new_device(s, a, json!({"mac": m})).await;
+    let first = s.device_credentials(a, m).await.unwrap();
+    let t0 = token_of(s, a, m).await;
+    let admin_pw = first.admin_password.unwrap().expose().to_owned();
+    let fetch_pw = first.fetch_password.unwrap().expose().to_owned();
+
+    expect_not_found(
+        s.rotate_device_token(&actor(), b, m).await,
+        "rotation of A's device from B",
+    );
+    expect_not_found(
+        s.rotate_device_token(&actor(), a, mac("001565ffffff"))
+            .await,
+        "rotation of an unknown MAC",
+    );
+    assert_eq!(
+        token_of(s, a, m).await,
+        t0,
+        "a refused rotation keeps the token"
+    );
+
+    let before = Utc::now();
+    s.rotate_device_token(&actor(), a, m).await.unwrap();
+    let after = Utc::now();
+    let c1 = s.device_credentials(a, m).await.unwrap();
+    let t1 = token_of(s, a, m).await;
+    assert_ne!(t1, t0, "rotation makes a new token");
+    minutes_after(
+        c1.previous_token_until,
+        before,
+        after,
+        24 * 60,
+        "the previous token works for the default grace",
+    );
+    assert_eq!(
+        (
+            c1.admin_password.unwrap().expose(),
+            c1.fetch_password.unwrap().expose()
+        ),
+        (admin_pw.as_str(), fetch_pw.as_str()),
+        "rotating the token keeps the passwords"
+    );
+    assert_eq!(phone_id_by_token(s, &t1).await, Some(device.id));
+    assert_eq!(
+        phone_id_by_token(s, &t0).await,
+        Some(device.id),
+        "the old token still works in its grace period"
+    );
+    let via_old = s.phone_by_token(&digest(&t0)).await.unwrap().unwrap();
+    assert_eq!(
+        via_old.token.expose(),
+        t1,
+        "found by its old token, the device is handed the new one"
+    );
+    assert_eq!(phone(s, m).await.token.expose(), t1);
+
+    set_policy(s, a, json!({"token_grace_minutes": 0})).await;
+    s.rotate_device_token(&actor(), a, m).await.unwrap();
+    let c2 = s.device_credentials(a, m).await.unwrap();
+    let t2 = token_of(s, a, m).await;
+    assert!(t2 != t1 && t2 != t0);
+    assert_eq!(c2.previous_token_until, None, "no grace, no previous token");
+    assert_eq!(phone_id_by_token(s, &t2).await, Some(device.id));
+    assert_eq!(
+        phone_id_by_token(s, &t1).await,
+        None,
+        "the token just replaced, without grace"
+    );
+    assert_eq!(
+        phone_id_by_token(s, &t0).await,
+        None,
+        "the token before it is gone for good"
+    );
+
+    let entries = s.list_audit(Some(a), all()).await.unwrap().items;
+    let rotations: Vec<&AuditEntry> = entries
+        .iter()
+        .filter(|e| e.action == "device.rotate-token")
+        .collect();
+    assert_eq!(rotations.len(), 2, "one entry per rotation: {entries:#?}");
+    for e in &rotations {
+        assert_eq!(e.target, m.to_string());
+        assert_eq!(e.domain.as_deref(), Some("a.example"));
+        assert_eq!(e.actor, "test");
+    }
+    let text = serde_json::to_string(&s.list_audit(None, all()).await.unwrap().items).unwrap();
+    for secret in [&t0, &t1, &t2, &admin_pw, &fetch_pw] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "the audit log holds a device secret: {text}"
+        );
+        assert!(
+            !text.contains(&digest(secret)),
+            "the audit log holds a secret's digest: {text}"
+        );
+    }
+}
+
+pub async fn disarm_once(store: Arc<dyn Store>) {
+    let s = &*store;
+    let (a, b) = two_domains(s).await;
+    let m = mac("001565aabb01");
+    let m2 = mac("001565aabb02");
+    let id = new_device(s, a, json!({"mac": m})).await.id;
+    let id2 = new_device(s, a, json!({"mac": m2})).await.id;
+    assert!(phone(s, m).await.is_armed(Utc::now()));
+
+    assert!(
+        s.disarm(id).await.unwrap(),
+        "the first disarm ends the window"
+    );
+    assert!(
+        !s.disarm(id).await.unwrap(),
+        "a second disarm finds it ended"
+    );
+    assert_eq!(s.device_credentials(a, m).await.unwrap().armed_until, None);
+    assert!(!phone(s, m).await.is_armed(Utc::now()));
+    assert!(
+        phone(s, m2).await.is_armed(Utc::now()),
+        "disarming one device leaves the others armed"
+    );
+    assert!(
+        !s.disarm(id.max(id2) + 1000).await.unwrap(),
+        "an unknown device"
+    );
+
+    let before = Utc::now();
+    let until = s.arm_device(&actor(), a, m, None).await.unwrap();
+    let after = Utc::now();
+    minutes_after(
+        until,
+        before,
+        after,
+        60,
+        "arming for the domain's arm_minutes",
+    );
+    assert_eq!(
+        millis(s.device_credentials(a, m).await.unwrap().armed_until),
+        millis(until)
+    );
+    assert_eq!(millis(phone(s, m).await.armed_until), millis(until));
+
+    // Of many fetches racing to use the window, exactly one gets it.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.disarm(id).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.expect("task").expect("disarm") {
+            winners += 1;
+        }
+    }
+    assert_eq!(
+        winners, 1,
+        "concurrent disarms: exactly one ends the window"
+    );
+    assert_eq!(s.device_credentials(a, m).await.unwrap().armed_until, None);
+
+    let before = Utc::now();
+    let until = s.arm_device(&actor(), a, m, Some(5)).await.unwrap();
+    let after = Utc::now();
+    minutes_after(until, before, after, 5, "arming for 5 minutes");
+    assert!(phone(s, m).await.is_armed(Utc::now()));
+
+    assert_eq!(
+        s.arm_device(&actor(), a, m, Some(0)).await.unwrap(),
+        None,
+        "0 minutes disarms"
+    );
+    assert_eq!(s.device_credentials(a, m).await.unwrap().armed_until, None);
+    assert!(!s.disarm(id).await.unwrap(), "nothing left to disarm");
+
+    let max = PhonePolicy::MAX_MINUTES;
+    let before = Utc::now();
+    let until = s.arm_device(&actor(), a, m, Some(max)).await.unwrap();
+    let after = Utc::now();
+    minutes_after(
+        until,
+        before,
+        after,
+        i64::from(max),
+        "arming for the longest window",
+    );
+    match s.arm_device(&actor(), a, m, Some(max + 1)).await {
+        Err(StoreError::Invalid(_)) => {}
+        other => panic!("arming beyond MAX_MINUTES: expected Invalid, got {other:?}"),
+    }
+    assert_eq!(
+        millis(s.device_credentials(a, m).await.unwrap().armed_until),
+        millis(until),
+        "a refused arming changes nothing"
+    );
+
+    // Without minutes, the domain's current arm_minutes; 0 there disarms too.
+    set_policy(s, a, json!({"arm_minutes": 15})).await;
+    let before = Utc::now();
+    let until = s.arm_device(&actor(), a, m, None).await.unwrap();
+    let after = Utc::now();
+    minutes_after(
+        until,
+        before,
+        after,
+        15,
+        "arming for the changed arm_minutes",
+    );
+    set_policy(s, a, json!({"arm_minutes": 0})).await;
+    assert_eq!(s.arm_device(&actor(), a, m, None).await.unwrap(), None);
+    assert_eq!(s.device_credentials(a, m).await.unwrap().armed_until, None);
+
+    expect_not_found(
+        s.arm_device(&actor(), b, m2, Some(5)).await,
+        "arming A's device from B",
+    );
+    expect_not_found(
+        s.arm_device(&actor(), a, mac("001565ffffff"), Some(5))
+            .await,
+        "arming an unknown MAC",
+    );
+}
+
+pub async fn contacts_recorded(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = new_domain(s, "a.example").await.id;
+    let m1 = mac("001565aabb01");
+    let m2 = mac("001565aabb02");
+    let m3 = mac("001565aabb03");
+    let d1 = new_device(
+        s,
+        a,
+        json!({"mac": m1, "vendor": "yealink", "model": "T54W"}),
+    )
+    .await;
+    let d2 = new_device(s, a, json!({"mac": m2})).await;
+    let d3 = new_device(s, a, json!({"mac": m3})).await;
+    s.update_device(&actor(), a, m3, &device_patch(json!({"state": "disabled"})))
+        .await
+        .unwrap();
+    assert_eq!((d1.first_contact, d1.last_contact), (None, None));
+    assert_eq!(d1.last_ip, None);
+
+    s.record_contacts(&[]).await.unwrap();
+    let t1 = Utc::now() - TimeDelta::minutes(10);
+    let t2 = t1 + TimeDelta::minutes(5);
+    let t3 = t2 + TimeDelta::minutes(1);
+    let known =
+        |m: Mac, id: i64, from: &str, at: Timestamp, firmware: &str, provisioned: bool| Contact {
+            vendor: "yealink".into(),
+            model: "T54W".into(),
+            firmware: firmware.into(),
+            provisioned,
+            ..contact(m, Some(id), from, at)
+        };
+    s.record_contacts(&[known(m1, d1.id, "10.1.2.3", t1, "1.2.3", true)])
+        .await
+        .unwrap();
+    let got = s.device(a, m1).await.unwrap();
+    assert_eq!(millis(got.first_contact), Some(t1.timestamp_millis()));
+    assert_eq!(millis(got.last_contact), Some(t1.timestamp_millis()));
+    assert_eq!(got.last_ip.as_deref(), Some("10.1.2.3"));
+    assert_eq!(got.firmware, "1.2.3");
+    assert_eq!(got.state, DeviceState::Provisioned);
+
+    s.record_contacts(&[
+        known(m1, d1.id, "10.1.2.4", t2, "1.2.4", true),
+        known(m2, d2.id, "10.1.2.5", t2, "9.9", false),
+        known(m3, d3.id, "10.1.2.6", t2, "", true),
+    ])
+    .await
+    .unwrap();
+    let got = s.device(a, m1).await.unwrap();
+    assert_eq!(
+        millis(got.first_contact),
+        Some(t1.timestamp_millis()),
+        "a later contact keeps the first"
+    );
+    assert_eq!(millis(got.last_contact), Some(t2.timestamp_millis()));
+    assert_eq!(got.last_ip.as_deref(), Some("10.1.2.4"));
+    assert_eq!(got.firmware, "1.2.4");
+    let got2 = s.device(a, m2).await.unwrap();
+    assert_eq!(
+        got2.state,
+        DeviceState::Added,
+        "a contact that fetched no device file does not make it provisioned"
+    );
+    assert_eq!(millis(got2.first_contact), Some(t2.timestamp_millis()));
+    assert_eq!(millis(got2.last_contact), Some(t2.timestamp_millis()));
+    assert_eq!(
+        (got2.last_ip.as_deref(), got2.firmware.as_str()),
+        (Some("10.1.2.5"), "9.9")
+    );
+    let got3 = s.device(a, m3).await.unwrap();
+    assert_eq!(
+        got3.state,
+        DeviceState::Disabled,
+        "a contact does not re-enable a disabled device"
+    );
+    assert_eq!(millis(got3.last_contact), Some(t2.timestamp_millis()));
+
+    s.record_contacts(&[known(m1, d1.id, "10.1.2.4", t3, "", false)])
+        .await
+        .unwrap();
+    let got = s.device(a, m1).await.unwrap();
+    assert_eq!(
+        got.state,
+        DeviceState::Provisioned,
+        "a provisioned device stays so"
+    );
+    assert_eq!(
+        got.firmware, "1.2.4",
+        "a contact without firmware keeps the known one"
+    );
+    assert_eq!(millis(got.last_contact), Some(t3.timestamp_millis()));
+
+    // Unknown MACs: not recorded by domains that do not ask for it.
+    let c = new_domain_with_policy(s, "c.example", json!({"networks": ["10.0.0.0/8"]}))
+        .await
+        .id;
+    let u1 = mac("001565cc0001");
+    let u2 = mac("001565cc0002");
+    let u3 = mac("001565cc0003");
+    let u4 = mac("001565cc0004");
+    s.record_contacts(&[contact(u1, None, "10.9.8.7", t1)])
+        .await
+        .unwrap();
+    assert!(all_unassigned(s, a).await.is_empty());
+    assert!(all_unassigned(s, c).await.is_empty());
+
+    let policy = json!({"networks": ["10.0.0.0/8"], "record_unassigned": true});
+    let b = new_domain_with_policy(s, "b.example", policy).await.id;
+    assert!(
+        all_unassigned(s, b).await.is_empty(),
+        "contacts from before the domain asked are not listed"
+    );
+    let mb = mac("001565bb0001");
+    new_device(s, b, json!({"mac": mb})).await;
+    let described = |m: Mac, from: &str, at: Timestamp, firmware: &str| Contact {
+        vendor: "yealink".into(),
+        model: "T46U".into(),
+        firmware: firmware.into(),
+        ..contact(m, None, from, at)
+    };
+    s.record_contacts(&[
+        described(u1, "10.9.8.7", t1, "66.86.0.15"),
+        contact(u2, None, "192.168.1.5", t1),
+        contact(m1, None, "10.1.2.3", t1),
+        contact(mb, None, "10.1.2.3", t1),
+        contact(u3, None, "10.9.8.9", t1),
+        contact(u3, None, "10.9.8.10", t2),
+    ])
+    .await
+    .unwrap();
+    let listed = all_unassigned(s, b).await;
+    let seen: Vec<Mac> = listed.iter().map(|u| u.mac).collect();
+    assert_eq!(
+        seen,
+        [u1, u3],
+        "only unknown MACs from the domain's networks, each once: {listed:#?}"
+    );
+    let u = &listed[0];
+    assert_eq!(
+        (
+            u.vendor.as_str(),
+            u.model.as_str(),
+            u.firmware.as_str(),
+            u.last_ip.as_str()
+        ),
+        ("yealink", "T46U", "66.86.0.15", "10.9.8.7")
+    );
+    assert_eq!(u.first_contact.timestamp_millis(), t1.timestamp_millis());
+    assert_eq!(u.last_contact.timestamp_millis(), t1.timestamp_millis());
+    let v = &listed[1];
+    assert_eq!(
+        (
+            v.first_contact.timestamp_millis(),
+            v.last_contact.timestamp_millis(),
+            v.last_ip.as_str()
+        ),
+        (t1.timestamp_millis(), t2.timestamp_millis(), "10.9.8.10"),
+        "two contacts in one batch make one entry"
+    );
+    assert!(all_unassigned(s, a).await.is_empty());
+    assert!(all_unassigned(s, c).await.is_empty());
+
+    s.record_contacts(&[described(u1, "10.9.8.8", t2, "66.86.0.20")])
+        .await
+        .unwrap();
+    let again = all_unassigned(s, b).await;
+    assert_eq!(again.len(), 2, "a repeated contact updates: {again:#?}");
+    let u = &again[0];
+    assert_eq!(u.id, listed[0].id);
+    assert_eq!(u.mac, u1);
+    assert_eq!(u.first_contact.timestamp_millis(), t1.timestamp_millis());
+    assert_eq!(u.last_contact.timestamp_millis(), t2.timestamp_millis());
+    assert_eq!(
+        (u.firmware.as_str(), u.last_ip.as_str()),
+        ("66.86.0.20", "10.9.8.8")
+    );
+
+    // A MAC claimed as a device is no longer unassigned.
+    new_device(s, b, json!({"mac": u3})).await;
+    let seen: Vec<Mac> = all_unassigned(s, b).await.iter().map(|u| u.mac).collect();
+    assert_eq!(seen, [u1]);
+    s.record_contacts(&[contact(u4, None, "10.0.0.1", t2)])
+        .await
+        .unwrap();
+    let seen: Vec<Mac> = all_unassigned(s, b).await.iter().map(|u| u.mac).collect();
+    assert_eq!(seen, [u1, u4]);
+
+    // The bound, in a domain of its own network.
+    let policy = json!({"networks": ["172.16.0.0/12"], "record_unassigned": true});
+    let e = new_domain_with_policy(s, "e.example", policy).await.id;
+    let max = MAX_UNASSIGNED_PER_DOMAIN as usize;
+    let bulk: Vec<Contact> = (0..max + 5)
+        .map(|i| contact(mac(&format!("0200{i:08x}")), None, "172.16.0.9", t1))
+        .collect();
+    for batch in bulk.chunks(200) {
+        s.record_contacts(batch).await.unwrap();
+    }
+    let kept = all_unassigned(s, e).await;
+    assert_eq!(
+        kept.len(),
+        max,
+        "at most MAX_UNASSIGNED_PER_DOMAIN are kept"
+    );
+    let kept_macs: BTreeSet<Mac> = kept.iter().map(|u| u.mac).collect();
+    let first_macs: BTreeSet<Mac> = bulk[..max].iter().map(|c| c.mac).collect();
+    assert_eq!(
+        kept_macs, first_macs,
+        "the first MACs are kept, further ones not recorded"
+    );
+    // A full list still follows the MACs it holds.
+    s.record_contacts(&[contact(bulk[0].mac, None, "172.16.0.10", t3)])
+        .await
+        .unwrap();
+    let kept = all_unassigned(s, e).await;
+    assert_eq!(kept.len(), max);
+    let u = kept.iter().find(|u| u.mac == bulk[0].mac).unwrap();
+    assert_eq!(
+        (u.last_ip.as_str(), u.last_contact.timestamp_millis()),
+        ("172.16.0.10", t3.timestamp_millis())
+    );
+    assert_eq!(
+        all_unassigned(s, b).await.len(),
+        2,
+        "another domain's list is its own"
+    );
+}
+
+pub async fn refusals_kept_per_device(s: Arc<dyn Store>) {
+    let s = &*s;
+    let (a, b) = two_domains(s).await;
+    let m = mac("001565aabb01");
+    let quiet = mac("001565aabb02");
+    let mb = mac("001565bb0001");
+    let unknown = mac("001565ee0001");
+    new_device(s, a, json!({"mac": m})).await;
+    new_device(s, a, json!({"mac": quiet})).await;
+    new_device(s, b, json!({"mac": mb})).await;
+
+    s.record_refusals(&[]).await.unwrap();
+    let t0 = Utc::now() - TimeDelta::hours(1);
+    let refusal = |m: Mac, i: i64| Refusal {
+        mac: m,
+        at: t0 + TimeDelta::seconds(i),
+        ip: ip("10.1.2.3"),
+        file: format!("{m}.cfg"),
+        reason: format!("reason {i}"),
+    };
+    let n = REFUSALS_KEPT + 10;
+    let mine: Vec<Refusal> = (0..n).map(|i| refusal(m, i)).collect();
+    // A batch that fits, with B's device and an unknown MAC in it; then the rest.
+    let (early, late) = mine.split_at(25);
+    let mut batch = early.to_vec();
+    batch.insert(
+        3,
+        Refusal {
+            reason: "B's own".into(),
+            ..refusal(mb, 0)
+        },
+    );
+    batch.insert(7, refusal(unknown, 0));
+    s.record_refusals(&batch).await.unwrap();
+    assert_eq!(s.list_refusals(a, m, all()).await.unwrap().items.len(), 25);
+    s.record_refusals(late).await.unwrap();
+
+    let (items, sizes) = collect_pages(7, |p| s.list_refusals(a, m, p)).await;
+    let reasons: Vec<&str> = items.iter().map(|r| r.reason.as_str()).collect();
+    let expected: Vec<String> = (10..n).rev().map(|i| format!("reason {i}")).collect();
+    assert_eq!(reasons, expected, "the newest REFUSALS_KEPT, newest first");
+    assert_eq!(sizes.len(), (REFUSALS_KEPT as usize).div_ceil(7));
+    assert!(items.windows(2).all(|w| w[0].id > w[1].id));
+    let newest = &items[0];
+    assert_eq!(
+        newest.at.timestamp_millis(),
+        (t0 + TimeDelta::seconds(n - 1)).timestamp_millis()
+    );
+    assert_eq!(
+        (newest.ip.as_str(), newest.file.as_str()),
+        ("10.1.2.3", "001565aabb01.cfg")
+    );
+    assert_eq!(s.list_refusals(a, m, all()).await.unwrap().items, items);
+
+    let theirs = s.list_refusals(b, mb, all()).await.unwrap().items;
+    let reasons: Vec<&str> = theirs.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["B's own"],
+        "other devices keep their own refusals"
+    );
+    assert!(
+        s.list_refusals(a, quiet, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // One batch beyond the limit for one device.
+    let many: Vec<Refusal> = (0..REFUSALS_KEPT + 5).map(|i| refusal(quiet, i)).collect();
+    s.record_refusals(&many).await.unwrap();
+    let kept = s.list_refusals(a, quiet, all()).await.unwrap().items;
+    let reasons: Vec<&str> = kept.iter().map(|r| r.reason.as_str()).collect();
+    let expected: Vec<String> = (5..REFUSALS_KEPT + 5)
+        .rev()
+        .map(|i| format!("reason {i}"))
+        .collect();
+    assert_eq!(reasons, expected);
+    assert_eq!(
+        s.list_refusals(a, m, all()).await.unwrap().items,
+        items,
+        "trimming one device leaves the others"
+    );
+
+    // Refusals of an unknown MAC are not kept for a device added later.
+    new_device(s, a, json!({"mac": unknown})).await;
+    assert!(
+        s.list_refusals(a, unknown, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // Nor do a deleted device's refusals reach a new device of the same MAC.
+    s.delete_device(&actor(), a, m).await.unwrap();
+    new_device(s, a, json!({"mac": m})).await;
+    assert!(s.list_refusals(a, m, all()).await.unwrap().items.is_empty());
+
+    expect_not_found(s.list_refusals(b, m, all()).await, "A's device from B");
+    expect_not_found(s.list_refusals(a, mb, all()).await, "B's device from A");
+    expect_not_found(
+        s.list_refusals(a, mac("001565ffffff"), all()).await,
+        "an unknown MAC",
+    );
+}
+
+pub async fn uploads_kept_latest(s: Arc<dyn Store>) {
+    let s = &*s;
+    let (a, b) = two_domains(s).await;
+    let m = mac("001565aabb01");
+    let m2 = mac("001565aabb02");
+    let id = new_device(s, a, json!({"mac": m})).await.id;
+    let id2 = new_device(s, a, json!({"mac": m2})).await.id;
+    new_device(s, b, json!({"mac": "001565bb0001"})).await;
+    assert!(s.list_uploads(a, m).await.unwrap().is_empty());
+    expect_not_found(s.upload(a, m, "boot.log").await, "an upload never made");
+
+    let before = Utc::now();
+    s.store_upload(id, "boot.log", b"first boot").await.unwrap();
+    let latest = b"second boot, longer than the first".to_vec();
+    s.store_upload(id, "boot.log", &latest).await.unwrap();
+    // Every byte value, more than fits a small row.
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    s.store_upload(id, "app.log", &binary).await.unwrap();
+    s.store_upload(id, "empty.log", b"").await.unwrap();
+    s.store_upload(id2, "boot.log", b"the other device")
+        .await
+        .unwrap();
+    let after = Utc::now();
+
+    assert_eq!(
+        s.upload(a, m, "boot.log").await.unwrap(),
+        latest,
+        "the latest upload of a name is kept"
+    );
+    assert_eq!(s.upload(a, m, "app.log").await.unwrap(), binary);
+    assert!(s.upload(a, m, "empty.log").await.unwrap().is_empty());
+    assert_eq!(
+        s.upload(a, m2, "boot.log").await.unwrap(),
+        b"the other device"
+    );
+
+    let mut listed = s.list_uploads(a, m).await.unwrap();
+    listed.sort_by(|x, y| x.name.cmp(&y.name));
+    let summary: Vec<(&str, u64)> = listed.iter().map(|u| (u.name.as_str(), u.size)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("app.log", binary.len() as u64),
+            ("boot.log", latest.len() as u64),
+            ("empty.log", 0)
+        ]
+    );
+    for u in &listed {
+        let at = u.at.timestamp_millis();
+        assert!(
+            (before.timestamp_millis()..=after.timestamp_millis()).contains(&at),
+            "{u:?} is not from [{before}, {after}]"
+        );
+    }
+    let other: Vec<(String, u64)> = s
+        .list_uploads(a, m2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.name, u.size))
+        .collect();
+    assert_eq!(other, [("boot.log".to_owned(), 16)]);
+
+    expect_not_found(s.upload(a, m, "missing.log").await, "an unknown name");
+    expect_not_found(s.upload(b, m, "boot.log").await, "A's upload from B");
+    expect_not_found(s.list_uploads(b, m).await, "A's uploads from B");
+    expect_not_found(
+        s.list_uploads(a, mac("001565ffffff")).await,
+        "uploads of an unknown MAC",
+    );
+    expect_not_found(
+        s.upload(a, mac("001565ffffff"), "boot.log").await,
+        "an upload of an unknown MAC",
+    );
+}
+
+/// MACs claimed as devices leave the unassigned list, and so must not hold places under
+/// its bound: a domain that has claimed its phones goes on recording new unknown MACs.
+pub async fn unassigned_bound_counts_only_unclaimed(s: Arc<dyn Store>) {
+    let s = &*s;
+    let policy = json!({"networks": ["10.0.0.0/8"], "record_unassigned": true});
+    let d = new_domain_with_policy(s, "a.example", policy).await.id;
+    let max = MAX_UNASSIGNED_PER_DOMAIN as usize;
+    let at = Utc::now();
+    let bulk: Vec<Contact> = (0..max)
+        .map(|i| contact(mac(&format!("0200{i:08x}")), None, "10.0.0.9", at))
+        .collect();
+    for batch in bulk.chunks(200) {
+        s.record_contacts(batch).await.unwrap();
+    }
+    assert_eq!(all_unassigned(s, d).await.len(), max);
+
+    for c in &bulk[..3] {
+        new_device(s, d, json!({"mac": c.mac})).await;
+    }
+    assert_eq!(all_unassigned(s, d).await.len(), max - 3);
+
+    let fresh: Vec<Contact> = (0..3)
+        .map(|i| contact(mac(&format!("0300{i:08x}")), None, "10.0.0.9", at))
+        .collect();
+    s.record_contacts(&fresh).await.unwrap();
+    let listed: BTreeSet<Mac> = all_unassigned(s, d).await.iter().map(|u| u.mac).collect();
+    assert_eq!(
+        listed.len(),
+        max,
+        "claimed MACs still hold places under the bound"
+    );
+    for c in &fresh {
+        assert!(listed.contains(&c.mac), "{} is not recorded", c.mac);
+    }
 }
