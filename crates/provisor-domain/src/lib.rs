@@ -17,6 +17,7 @@ pub mod password;
 pub mod phone;
 pub mod secret;
 pub mod settings;
+pub mod template;
 pub mod token;
 
 mod invalid;

@@ -196,9 +196,22 @@ pub struct PhoneDevice {
     pub admin_password: SecretString,
     pub fetch_password: SecretString,
     pub armed_until: Option<Timestamp>,
+    /// Its category's and domain's stored templates, the category's first.
+    pub templates: Vec<crate::template::DeviceTemplate>,
 }
 
 impl PhoneDevice {
+    /// The stored template that replaces `vendor`'s `template` for this device, if any.
+    pub fn template(
+        &self,
+        vendor: &str,
+        template: &str,
+    ) -> Option<&crate::template::DeviceTemplate> {
+        self.templates
+            .iter()
+            .find(|t| t.vendor == vendor && t.name == template)
+    }
+
     pub fn is_armed(&self, now: Timestamp) -> bool {
         self.armed_until.is_some_and(|t| t > now)
     }

@@ -28,6 +28,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A template that cannot be stored, with where it goes wrong.
+    #[error("{0}")]
+    Template(provisor_render::TemplateProblem),
     #[error("{} rows are bad; nothing was imported", .0.len())]
     ImportRejected(Vec<RowError>),
     #[error("the database is not reachable")]
@@ -48,6 +51,11 @@ pub struct Problem {
     /// The request field at fault, for `invalid-field`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Where a template goes wrong (1-based), for `invalid-template`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
     /// Every bad row, for `import-rejected`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<RowError>>,
@@ -93,6 +101,11 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported content type",
             ),
+            Template(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-template",
+                "The template cannot be used",
+            ),
             ImportRejected(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "import-rejected",
@@ -133,6 +146,14 @@ impl IntoResponse for ApiError {
             detail,
             field: match &self {
                 ApiError::Invalid(i) => Some(i.field.clone()),
+                _ => None,
+            },
+            line: match &self {
+                ApiError::Template(p) => Some(p.line),
+                _ => None,
+            },
+            column: match &self {
+                ApiError::Template(p) => Some(p.column),
                 _ => None,
             },
             errors: match self {

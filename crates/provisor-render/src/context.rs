@@ -43,6 +43,9 @@ pub struct Line {
     pub auth_user: String,
     pub password: String,
     pub display_name: String,
+    /// The display name split at its first space (for imported templates that ask).
+    pub first_name: String,
+    pub last_name: String,
     /// Short text for the line key and screen.
     pub label: String,
     pub registrar_host: String,
@@ -57,11 +60,34 @@ pub struct Line {
 pub struct Provisioning {
     /// The directory URL the phone fetches its files from, ending in `/`.
     pub url: String,
-    /// How often the phone checks for changes.
+    /// How often the phone checks for changes, in minutes and in seconds.
     pub recheck_minutes: u32,
+    pub recheck_seconds: u64,
     /// The firmware the phone should run, when a software job applies.
     pub firmware_url: Option<String>,
 }
+
+impl Provisioning {
+    pub fn new(url: String, recheck_minutes: u32, firmware_url: Option<String>) -> Self {
+        Provisioning {
+            url,
+            recheck_minutes,
+            recheck_seconds: u64::from(recheck_minutes) * 60,
+            firmware_url,
+        }
+    }
+}
+
+/// `Ada Lovelace King` → `Ada`, `Lovelace King`.
+fn split_name(name: &str) -> (String, String) {
+    match name.trim().split_once(' ') {
+        Some((first, last)) => (first.to_owned(), last.trim().to_owned()),
+        None => (name.trim().to_owned(), String::new()),
+    }
+}
+
+/// What secrets are replaced with where the caller may not read them.
+pub const MASK: &str = "********";
 
 /// Splits `host[:port]` (`[v6]:port` too) into host and port.
 pub fn host_port(value: &str) -> (String, Option<u16>) {
@@ -143,8 +169,11 @@ impl Context {
                     .find(|n| !n.is_empty())
                     .cloned()
                     .unwrap_or_default();
+                let (first_name, last_name) = split_name(&display_name);
                 Line {
                     number: l.position,
+                    first_name,
+                    last_name,
                     sip_user: l.sip_user.clone(),
                     auth_user: if l.auth_user.is_empty() {
                         l.sip_user.clone()
@@ -172,11 +201,7 @@ impl Context {
             device: device_info(vendor, detected, phone.admin_password.expose().to_owned()),
             lines,
             settings,
-            provisioning: Provisioning {
-                url,
-                recheck_minutes,
-                firmware_url,
-            },
+            provisioning: Provisioning::new(url, recheck_minutes, firmware_url),
         }
     }
 
@@ -187,11 +212,17 @@ impl Context {
             device: device_info(vendor, detected, String::new()),
             lines: Vec::new(),
             settings: Map::new(),
-            provisioning: Provisioning {
-                url,
-                recheck_minutes: DEFAULT_RECHECK_MINUTES,
-                firmware_url: None,
-            },
+            provisioning: Provisioning::new(url, DEFAULT_RECHECK_MINUTES, None),
+        }
+    }
+
+    /// Replaces the SIP passwords and the admin password with `MASK`.
+    pub fn mask_secrets(&mut self) {
+        for line in &mut self.lines {
+            line.password = MASK.to_owned();
+        }
+        if !self.device.admin_password.is_empty() {
+            self.device.admin_password = MASK.to_owned();
         }
     }
 
@@ -215,6 +246,8 @@ impl Context {
                     auth_user: format!("{}", 100 + n),
                     password: format!("secret-{n}"),
                     display_name: format!("Line {n}"),
+                    first_name: "Line".into(),
+                    last_name: format!("{n}"),
                     label: format!("{}", 100 + n),
                     registrar_host: "sip.example.com".into(),
                     registrar_port: None,
@@ -224,11 +257,11 @@ impl Context {
                 })
                 .collect(),
             settings: Map::new(),
-            provisioning: Provisioning {
-                url: "https://provisor.example.com/p/TOKEN/".into(),
-                recheck_minutes: 1440,
-                firmware_url: None,
-            },
+            provisioning: Provisioning::new(
+                "https://provisor.example.com/p/TOKEN/".into(),
+                DEFAULT_RECHECK_MINUTES,
+                None,
+            ),
         }
     }
 }

@@ -5,10 +5,13 @@ use minijinja::value::Value;
 use minijinja::{
     AutoEscape, Environment, Error as TemplateError, ErrorKind, Output, State, UndefinedBehavior,
 };
-use provisor_domain::catalog::{Catalog, LineEndings, ValueFormat};
+use provisor_domain::catalog::{Catalog, FileKind, LineEndings, ValueFormat};
+use provisor_domain::template::template_name;
 
 use crate::context::Context;
 use crate::load::Vendors;
+use crate::stored::{self, TemplateProblem};
+use crate::threecx::{self, ImportError, Imported};
 
 /// Upper bound on the work one rendering may do (minijinja "fuel"): a template with a
 /// runaway loop fails instead of tying up the server.
@@ -37,6 +40,8 @@ pub struct Rendered {
 
 pub struct Renderer {
     env: Environment<'static>,
+    /// For templates stored by admins: limited (see `stored`).
+    stored: Environment<'static>,
     catalog: Catalog,
 }
 
@@ -99,15 +104,46 @@ fn format_value(
     out.write_str(&escaped).map_err(failed)
 }
 
+/// What both environments share: strict names, whitespace, escaping by output format, the
+/// URL filters.
+fn configure(env: &mut Environment<'static>, quoted: Vec<String>) {
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_auto_escape_callback(move |name| {
+        if quoted
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()))
+        {
+            AutoEscape::Custom("quoted")
+        } else if is_markup(name) {
+            AutoEscape::Custom("xml")
+        } else {
+            AutoEscape::Custom("line")
+        }
+    });
+    env.set_formatter(format_value);
+    // Escaped for XML whatever the file's name says (imported templates whose text is XML).
+    env.add_filter("xml", |text: String| {
+        let mut escaped = String::with_capacity(text.len());
+        xml_escape(&text, &mut escaped);
+        Value::from_safe_string(escaped)
+    });
+    // `https://h/p/` → `https` and `h/p/`, for vendors that take them apart.
+    env.add_filter("url_scheme", |url: String| {
+        url.split_once("://")
+            .map_or(String::new(), |(s, _)| s.to_owned())
+    });
+    env.add_filter("without_scheme", |url: String| {
+        url.split_once("://")
+            .map_or(url.clone(), |(_, rest)| rest.to_owned())
+    });
+}
+
 impl Renderer {
     /// Compiles every template; the first that does not compile is the error.
     pub fn new(vendors: Vendors) -> Result<Self, RenderError> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_fuel(Some(FUEL));
-        env.set_keep_trailing_newline(true);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
         // Vendors whose values are quoted, whatever their templates are called.
         let quoted: Vec<String> = vendors
             .catalog
@@ -116,40 +152,36 @@ impl Renderer {
             .filter(|v| v.output.values == ValueFormat::Quoted)
             .map(|v| format!("{}/", v.id))
             .collect();
-        env.set_auto_escape_callback(move |name| {
-            if quoted
-                .iter()
-                .any(|prefix| name.starts_with(prefix.as_str()))
-            {
-                AutoEscape::Custom("quoted")
-            } else if is_markup(name) {
-                AutoEscape::Custom("xml")
-            } else {
-                AutoEscape::Custom("line")
-            }
-        });
-        env.set_formatter(format_value);
-        // `https://h/p/` → `https` and `h/p/`, for vendors that take them apart.
-        env.add_filter("url_scheme", |url: String| {
-            url.split_once("://")
-                .map_or(String::new(), |(s, _)| s.to_owned())
-        });
-        env.add_filter("without_scheme", |url: String| {
-            url.split_once("://")
-                .map_or(url.clone(), |(_, rest)| rest.to_owned())
-        });
+        let mut env = Environment::new();
+        configure(&mut env, quoted.clone());
+        env.set_fuel(Some(FUEL));
+        env.add_filter("zpad", stored::zpad);
+        // The stored templates' environment holds the built-in ones, for them to include.
+        let mut stored = stored::environment(|e| configure(e, quoted));
         for (name, source) in vendors.templates {
-            env.add_template_owned(name.clone(), source)
+            env.add_template_owned(name.clone(), source.clone())
+                .map_err(|e| template_error(&name, &e))?;
+            stored
+                .add_template_owned(name.clone(), source)
                 .map_err(|e| template_error(&name, &e))?;
         }
         Ok(Self {
             env,
+            stored,
             catalog: vendors.catalog,
         })
     }
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The source of a built-in (or catalog directory) template, to start a replacement from.
+    pub fn source(&self, vendor: &str, template: &str) -> Option<String> {
+        self.env
+            .get_template(&format!("{vendor}/{template}"))
+            .ok()
+            .map(|t| t.source().to_owned())
     }
 
     pub fn has_template(&self, vendor: &str, template: &str) -> bool {
@@ -171,23 +203,111 @@ impl Renderer {
             .env
             .get_template(&name)
             .map_err(|_| RenderError::Missing(name.clone()))?;
-        let mut warnings = Vec::new();
-        let max = context.device.max_lines as usize;
-        if max > 0 && context.lines.len() > max {
-            let dropped: Vec<String> = context.lines.drain(max..).map(|l| l.sip_user).collect();
-            warnings.push(format!(
-                "model {} takes {max} lines; left out: {}",
-                if context.device.model.is_empty() {
-                    "(unknown)"
-                } else {
-                    &context.device.model
-                },
-                dropped.join(", ")
-            ));
-        }
-        let mut body = compiled
+        let warnings = fit_lines(&mut context);
+        let body = compiled
             .render(&context)
             .map_err(|e| template_error(&name, &e))?;
+        Ok(self.finish(vendor, body, warnings))
+    }
+
+    /// Checks a template an admin wants to store as `template` of `vendor` (see `stored`):
+    /// compiled, limited to what stored templates may do, and tried for a device with lines
+    /// and for one without.
+    pub fn check_stored(
+        &self,
+        vendor: &str,
+        template: &str,
+        source: &str,
+    ) -> Result<(), TemplateProblem> {
+        let name = format!("{vendor}/{template}");
+        stored::check(&self.stored, &name, source)?;
+        for context in stored::trial_contexts(vendor) {
+            self.render_stored(vendor, template, source, context)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `source` may be stored as `vendor`'s template `name`: a device template of
+    /// the vendor's catalog it replaces, or a device file of its own with `{mac}` in its
+    /// name; and that the source passes `check_stored`. Returns the name.
+    pub fn storable(&self, vendor: &str, name: &str, source: &str) -> Result<String, Unstorable> {
+        let v = self.catalog.vendor(vendor).ok_or_else(|| {
+            Unstorable::Name(format!("there is no vendor '{vendor}' in the catalog"))
+        })?;
+        let name = template_name(name).map_err(|e| Unstorable::Name(e.to_string()))?;
+        if !name.contains("{mac}") {
+            let device_templates: Vec<&str> = v
+                .files
+                .iter()
+                .filter(|f| f.kind == FileKind::Device)
+                .map(|f| f.template.as_str())
+                .collect();
+            if !device_templates.contains(&name.as_str()) {
+                return Err(Unstorable::Name(format!(
+                    "{vendor} has no device template '{name}' to replace (it has {}); common files are the same for every phone and come from the catalog; a new device file needs {{mac}} in its name",
+                    device_templates.join(", ")
+                )));
+            }
+        }
+        self.check_stored(vendor, &name, source)
+            .map_err(Unstorable::Problem)?;
+        Ok(name)
+    }
+
+    /// Converts a 3CX phone template into templates of `vendor` and checks each as
+    /// `storable`: all of them, or an error.
+    pub fn import_3cx(&self, vendor: &str, xml: &str) -> Result<Vec<Imported>, Unstorable> {
+        let files = threecx::import(xml).map_err(|e| {
+            let line = match &e {
+                ImportError::UnknownVariable { line, .. } | ImportError::FileName { line, .. } => {
+                    *line
+                }
+                _ => 1,
+            };
+            Unstorable::Problem(TemplateProblem {
+                line,
+                column: 1,
+                message: e.to_string(),
+            })
+        })?;
+        for f in &files {
+            self.storable(vendor, &f.name, &f.source)
+                .map_err(|e| match e {
+                    Unstorable::Problem(p) => Unstorable::Problem(TemplateProblem {
+                        message: format!("{} as converted from 3CX: {}", f.name, p.message),
+                        ..p
+                    }),
+                    other => other,
+                })?;
+        }
+        Ok(files)
+    }
+
+    /// Renders a stored template (checked by `check_stored` when it was stored) under the
+    /// limits of stored templates.
+    pub fn render_stored(
+        &self,
+        vendor: &str,
+        template: &str,
+        source: &str,
+        mut context: Context,
+    ) -> Result<Rendered, TemplateProblem> {
+        let name = format!("{vendor}/{template}");
+        let compiled = self
+            .stored
+            .template_from_named_str(&name, source)
+            .map_err(|e| stored::problem(&name, source, &e))?;
+        let warnings = fit_lines(&mut context);
+        let mut out = stored::Bounded(Vec::new());
+        compiled
+            .render_captured_to(&context, &mut out)
+            .map_err(|e| stored::problem(&name, source, &e))?;
+        let body = String::from_utf8_lossy(&out.0).into_owned();
+        Ok(self.finish(vendor, body, warnings))
+    }
+
+    /// The vendor's line endings.
+    fn finish(&self, vendor: &str, mut body: String, warnings: Vec<String>) -> Rendered {
         if self
             .catalog
             .vendor(vendor)
@@ -195,6 +315,34 @@ impl Renderer {
         {
             body = body.replace("\r\n", "\n").replace('\n', "\r\n");
         }
-        Ok(Rendered { body, warnings })
+        Rendered { body, warnings }
     }
+}
+
+/// Why a template cannot be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Unstorable {
+    /// The vendor or the name is not one a template can have.
+    #[error("{0}")]
+    Name(String),
+    #[error("{0}")]
+    Problem(TemplateProblem),
+}
+
+/// Leaves out the lines beyond what the model takes, with a warning naming them.
+fn fit_lines(context: &mut Context) -> Vec<String> {
+    let max = context.device.max_lines as usize;
+    if max == 0 || context.lines.len() <= max {
+        return Vec::new();
+    }
+    let dropped: Vec<String> = context.lines.drain(max..).map(|l| l.sip_user).collect();
+    vec![format!(
+        "model {} takes {max} lines; left out: {}",
+        if context.device.model.is_empty() {
+            "(unknown)"
+        } else {
+            &context.device.model
+        },
+        dropped.join(", ")
+    )]
 }

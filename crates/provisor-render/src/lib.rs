@@ -11,7 +11,10 @@
 pub mod context;
 mod env;
 mod load;
+pub mod stored;
+pub mod threecx;
 
 pub use context::{Context, Detected, DeviceInfo, Line, Provisioning};
-pub use env::{RenderError, Rendered, Renderer};
+pub use env::{RenderError, Rendered, Renderer, Unstorable};
 pub use load::{LoadError, Vendors};
+pub use stored::TemplateProblem;

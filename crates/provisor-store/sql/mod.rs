@@ -14,6 +14,7 @@ mod devices;
 mod directory;
 mod firmware;
 mod phones;
+mod templates;
 mod tokens;
 
 use async_trait::async_trait;

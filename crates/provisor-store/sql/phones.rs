@@ -64,7 +64,7 @@ pub(super) async fn issue_secrets(
     Ok(())
 }
 
-const PHONE_SELECT: &str = "SELECT d.id, d.domain_id, dm.name AS domain_name, d.mac, d.vendor, d.model, d.firmware, \
+const PHONE_SELECT: &str = "SELECT d.id, d.domain_id, d.category_id, dm.name AS domain_name, d.mac, d.vendor, d.model, d.firmware, \
      d.state, dm.phone_policy, dm.settings AS domain_settings, c.settings AS category_settings, \
      u.settings AS user_settings, u.display_name AS owner_display_name, d.settings, d.token_enc, \
      d.admin_password_enc, d.fetch_password_enc, d.armed_until \
@@ -75,6 +75,7 @@ const PHONE_SELECT: &str = "SELECT d.id, d.domain_id, dm.name AS domain_name, d.
 struct PhoneRow {
     id: i64,
     domain_id: i64,
+    category_id: Option<i64>,
     domain_name: String,
     mac: String,
     vendor: String,
@@ -138,6 +139,9 @@ impl SqlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut c = self.pool.acquire().await?;
+        let templates =
+            super::templates::device_templates(&mut c, r.domain_id, r.category_id).await?;
         Ok(Some(PhoneDevice {
             id: r.id,
             domain: DomainId(r.domain_id),
@@ -160,6 +164,7 @@ impl SqlStore {
             admin_password: open(&self.cipher, r.admin_password_enc)?,
             fetch_password: open(&self.cipher, r.fetch_password_enc)?,
             armed_until: r.armed_until.map(ts),
+            templates,
         }))
     }
 }

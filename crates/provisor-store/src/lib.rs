@@ -16,6 +16,7 @@ use provisor_domain::csv::{Plan, Row, RowError};
 use provisor_domain::model::*;
 use provisor_domain::phone::{Contact, PhoneDevice, Refusal};
 use provisor_domain::secret::{CipherError, SecretString};
+use provisor_domain::template::{StoredTemplate, TemplateOrigin};
 use provisor_domain::{Invalid, Mac};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -451,12 +452,40 @@ pub trait FirmwareStore: Send + Sync {
     async fn delete_firmware(&self, actor: &Actor, name: &str) -> Result<Option<String>>;
 }
 
+/// Which stored template: of the domain (no category) or of one of its categories.
+#[derive(Clone, Copy, Debug)]
+pub struct TemplateKey<'a> {
+    pub category: Option<&'a str>,
+    pub vendor: &'a str,
+    pub name: &'a str,
+}
+
+/// Templates stored by admins (checked by the caller before they are stored).
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// Stores the template, replacing one stored under the same key before.
+    async fn put_template(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        key: TemplateKey<'_>,
+        origin: TemplateOrigin,
+        source: &str,
+    ) -> Result<StoredTemplate>;
+    async fn template(&self, d: DomainId, key: TemplateKey<'_>) -> Result<StoredTemplate>;
+    /// The domain's and its categories' templates, by category (domain first), vendor, name.
+    async fn list_templates(&self, d: DomainId) -> Result<Vec<StoredTemplate>>;
+    async fn delete_template(&self, actor: &Actor, d: DomainId, key: TemplateKey<'_>)
+    -> Result<()>;
+}
+
 /// Everything a backend provides.
 pub trait Store:
     BaseStore
     + DomainStore
     + UserStore
     + DeviceStore
+    + TemplateStore
     + TokenStore
     + AuditStore
     + BulkStore
@@ -473,6 +502,7 @@ impl<T> Store for T where
         + DomainStore
         + UserStore
         + DeviceStore
+        + TemplateStore
         + TokenStore
         + AuditStore
         + BulkStore

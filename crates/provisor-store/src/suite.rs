@@ -60,6 +60,7 @@ macro_rules! store_suite {
             refusals_kept_per_device,
             uploads_kept_latest,
             unassigned_bound_counts_only_unclaimed,
+            templates_per_domain_and_category,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -3456,4 +3457,191 @@ pub async fn unassigned_bound_counts_only_unclaimed(s: Arc<dyn Store>) {
     for c in &fresh {
         assert!(listed.contains(&c.mac), "{} is not recorded", c.mac);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Stored templates
+
+use crate::TemplateKey;
+use provisor_domain::template::TemplateOrigin;
+
+fn key<'a>(category: Option<&'a str>, vendor: &'a str, name: &'a str) -> TemplateKey<'a> {
+    TemplateKey {
+        category,
+        vendor,
+        name,
+    }
+}
+
+async fn put(s: &dyn Store, d: DomainId, k: TemplateKey<'_>, source: &str) {
+    s.put_template(&actor(), d, k, TemplateOrigin::Template, source)
+        .await
+        .unwrap();
+}
+
+/// (vendor, name, source, from_category) of a phone's templates, in the order it gets them.
+async fn phone_templates(s: &dyn Store, m: Mac) -> Vec<(String, String, String, bool)> {
+    phone(s, m)
+        .await
+        .templates
+        .into_iter()
+        .map(|t| (t.vendor, t.name, t.source, t.from_category))
+        .collect()
+}
+
+pub async fn templates_per_domain_and_category(s: Arc<dyn Store>) {
+    let s = &*s;
+    let (a, b) = two_domains(s).await;
+    new_category(s, a, "Desk").await;
+    new_category(s, a, "Lobby").await;
+    new_category(s, b, "Desk").await;
+
+    let domain_cfg = key(None, "yealink", "mac.cfg");
+    let desk_cfg = key(Some("Desk"), "yealink", "mac.cfg");
+    put(s, a, domain_cfg, "domain v1").await;
+    put(s, a, desk_cfg, "desk v1").await;
+    let imported = s
+        .put_template(
+            &actor(),
+            a,
+            key(None, "snom", "cfg{mac}"),
+            TemplateOrigin::ThreeCx,
+            "snom 3cx",
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.origin, TemplateOrigin::ThreeCx);
+    assert_eq!(imported.category, None);
+    assert_eq!(imported.updated_by, actor().0);
+
+    // Replacing keeps one template under the key.
+    let replaced = s
+        .put_template(
+            &actor(),
+            a,
+            domain_cfg,
+            TemplateOrigin::Template,
+            "domain v2",
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.source, "domain v2");
+    assert_eq!(s.template(a, domain_cfg).await.unwrap(), replaced);
+    assert_eq!(s.template(a, desk_cfg).await.unwrap().source, "desk v1");
+    let listed: Vec<(Option<String>, String, String)> = s
+        .list_templates(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.category, t.vendor, t.name))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (None, "snom".into(), "cfg{mac}".into()),
+            (None, "yealink".into(), "mac.cfg".into()),
+            (Some("Desk".into()), "yealink".into(), "mac.cfg".into()),
+        ],
+        "the domain's first, then by category, vendor, name"
+    );
+
+    // A device gets its category's templates before its domain's.
+    let desk = mac("001565aabb01");
+    let lobby = mac("001565aabb02");
+    let plain = mac("001565aabb03");
+    new_device(s, a, json!({"mac": desk, "category": "Desk"})).await;
+    new_device(s, a, json!({"mac": lobby, "category": "Lobby"})).await;
+    new_device(s, a, json!({"mac": plain})).await;
+    let t =
+        |v: &str, n: &str, src: &str, cat: bool| (v.to_owned(), n.to_owned(), src.to_owned(), cat);
+    assert_eq!(
+        phone_templates(s, desk).await,
+        [
+            t("yealink", "mac.cfg", "desk v1", true),
+            t("snom", "cfg{mac}", "snom 3cx", false),
+            t("yealink", "mac.cfg", "domain v2", false),
+        ]
+    );
+    assert_eq!(
+        phone(s, desk)
+            .await
+            .template("yealink", "mac.cfg")
+            .unwrap()
+            .source,
+        "desk v1"
+    );
+    let domain_only = [
+        t("snom", "cfg{mac}", "snom 3cx", false),
+        t("yealink", "mac.cfg", "domain v2", false),
+    ];
+    assert_eq!(phone_templates(s, lobby).await, domain_only);
+    assert_eq!(phone_templates(s, plain).await, domain_only);
+
+    // Another domain sees none of it, and has its own.
+    expect_not_found(s.template(b, domain_cfg).await, "A's template from B");
+    expect_not_found(
+        s.template(b, desk_cfg).await,
+        "A's category template from B",
+    );
+    assert!(s.list_templates(b).await.unwrap().is_empty());
+    let mb = mac("001565bb0001");
+    new_device(s, b, json!({"mac": mb, "category": "Desk"})).await;
+    assert!(phone_templates(s, mb).await.is_empty());
+    expect_not_found(
+        s.delete_template(&actor(), b, domain_cfg).await,
+        "deleting A's template from B",
+    );
+    expect_invalid(
+        s.put_template(
+            &actor(),
+            a,
+            key(Some("Nope"), "yealink", "mac.cfg"),
+            TemplateOrigin::Template,
+            "x",
+        )
+        .await,
+        "category",
+        "a template for an unknown category",
+    );
+
+    // Deleting: the template, and with a category its templates.
+    s.delete_template(&actor(), a, domain_cfg).await.unwrap();
+    expect_not_found(s.template(a, domain_cfg).await, "a deleted template");
+    expect_not_found(
+        s.delete_template(&actor(), a, domain_cfg).await,
+        "deleting it again",
+    );
+    assert_eq!(
+        phone_templates(s, plain).await,
+        [t("snom", "cfg{mac}", "snom 3cx", false)]
+    );
+    s.update_device(&actor(), a, desk, &device_patch(json!({"category": null})))
+        .await
+        .unwrap();
+    s.delete_category(&actor(), a, "Desk").await.unwrap();
+    expect_invalid(
+        s.template(a, key(Some("Desk"), "yealink", "mac.cfg")).await,
+        "category",
+        "a deleted category's template",
+    );
+    assert_eq!(s.list_templates(a).await.unwrap().len(), 1);
+
+    // The audit log names the template and holds its digest, not its source.
+    let entries = s.list_audit(Some(a), all()).await.unwrap().items;
+    let puts: Vec<&AuditEntry> = entries
+        .iter()
+        .filter(|e| e.action == "template.put")
+        .collect();
+    assert_eq!(puts.len(), 4);
+    assert!(puts.iter().any(|e| e.target == "Desk:yealink/mac.cfg"));
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(
+        !text.contains("domain v2") && !text.contains("desk v1"),
+        "{text}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "template.delete" && e.target == "yealink/mac.cfg")
+    );
 }

@@ -175,6 +175,26 @@ impl TestApp {
         }
     }
 
+    /// A request with a raw `body` of `content_type`, with `token` (or none).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        read(request).await
+    }
+
     /// As the operator.
     pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, Some(&self.token), None).await
@@ -212,6 +232,25 @@ impl TestApp {
         )
         .await
         .expect(201)
+    }
+    /// User `owner` with two SIP accounts (`{owner}1`, `{owner}2`, passwords
+    /// `pw-{owner}-1`, `pw-{owner}-2`), and a device of theirs (`device`: its fields) with
+    /// both as its lines.
+    pub async fn device_with_two_lines(&self, domain: &str, owner: &str, device: Value) -> Value {
+        self.create_user(domain, owner).await;
+        for n in 1..=2 {
+            self.create_account(
+                domain,
+                owner,
+                &format!("{owner}{n}"),
+                &format!("pw-{owner}-{n}"),
+            )
+            .await;
+        }
+        let mut device = device;
+        device["user"] = json!(owner);
+        device["lines"] = json!([format!("{owner}1"), format!("{owner}2")]);
+        self.create_device(domain, device).await
     }
     pub async fn create_account(
         &self,

@@ -13,6 +13,7 @@ mod devices;
 mod domains;
 mod firmware;
 mod provisioning;
+mod templates;
 mod tokens;
 mod users;
 
@@ -41,7 +42,7 @@ use crate::error::{ApiError, ApiResult, Problem};
     components(schemas(Problem)),
     tags(
         (name = "domains"), (name = "categories"), (name = "users"), (name = "accounts"),
-        (name = "devices"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
+        (name = "devices"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
     )
 )]
 struct ApiDoc;
@@ -86,6 +87,15 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::uploads))
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
+        .routes(routes!(templates::render))
+        .routes(routes!(templates::list))
+        .routes(routes!(templates::builtin))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(templates::get, templates::put, templates::delete))
+                .routes(routes!(templates::import_3cx))
+                .layer(DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY)),
+        )
         .merge(import)
         .merge(
             OpenApiRouter::new()

@@ -35,8 +35,9 @@ use provisor_domain::phone::{
     Contact, PhoneDevice, Refusal, Unauthenticated, canonical_ip, looks_like_token,
     provisioning_url,
 };
+use provisor_domain::template::{DeviceTemplate, file_mac};
 use provisor_domain::token;
-use provisor_render::{Context, Detected, Renderer};
+use provisor_render::{Context, Detected, Rendered, Renderer};
 use provisor_store::Store;
 
 pub use record::{Recorder, RecorderTask};
@@ -97,6 +98,15 @@ impl Phones {
             .as_deref()
             .unwrap_or(&self.options.public_url);
         provisioning_url(public, &self.options.base_path, token)
+    }
+
+    /// The directory URL a device's files point it at: its tokenized one if it has a token.
+    fn own_url(&self, device: &PhoneDevice) -> String {
+        if device.token.is_empty() {
+            self.plain_url()
+        } else {
+            self.device_url(device.token.expose())
+        }
     }
 
     /// The directory URL without a token, where phones bootstrap.
@@ -162,6 +172,79 @@ impl Request<'_> {
             reason: reason.into(),
         }
     }
+}
+
+/// The file a request is answered with: the vendor and template that make it, what the
+/// request says of the phone, and for a known device the stored template that replaces the
+/// built-in one.
+#[derive(Clone)]
+struct Target<'c, 'd> {
+    vendor: &'c Vendor,
+    template: String,
+    kind: FileKind,
+    mac: Option<Mac>,
+    model: Option<String>,
+    firmware: Option<String>,
+    stored: Option<&'d DeviceTemplate>,
+}
+
+impl<'c, 'd> Target<'c, 'd> {
+    fn from_found(f: Found<'c>) -> Self {
+        Target {
+            vendor: f.vendor,
+            template: f.rule.template.clone(),
+            kind: f.rule.kind,
+            mac: f.mac,
+            model: f.model,
+            firmware: f.firmware,
+            stored: None,
+        }
+    }
+
+    /// With the device's stored template for it, if its domain or category has one.
+    fn for_device(mut self, device: &'d PhoneDevice) -> Self {
+        self.stored = device.template(&self.vendor.id, &self.template);
+        self
+    }
+}
+
+/// Where the template of a file comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemplateSource {
+    BuiltIn,
+    Domain,
+    Category,
+}
+
+/// What a device would receive for a file, for admins.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    pub file: String,
+    pub vendor: String,
+    pub template: String,
+    pub source: TemplateSource,
+    /// `device` (only for the authenticated device) or `common` (for any phone).
+    pub kind: String,
+    pub body: String,
+    pub warnings: Vec<String>,
+    /// Whether SIP and admin passwords are replaced by `********`.
+    pub masked: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("the device's phone does not fetch a file named {0}")]
+    NoSuchFile(String),
+    #[error("the file cannot be made: {0}")]
+    Template(String),
+}
+
+/// A run of exactly twelve hex digits in a file name, as a MAC.
+fn mac_in(file: &str) -> Option<Mac> {
+    file.split(|c: char| !c.is_ascii_hexdigit())
+        .find(|run| run.len() == 12)
+        .and_then(|run| Mac::parse(run).ok())
 }
 
 /// What the decisions come to.
@@ -397,26 +480,32 @@ impl Phones {
         if let Some(reason) = self.token_refusal(&device, req.ip, req.client_mac) {
             return refuse(reason);
         }
-        let found = match self.detect_for(&device, req.file, req.user_agent) {
-            Detection::Found(f) => f,
-            Detection::MacMismatch { file, user_agent } => {
-                return refuse(format!(
-                    "the file name names MAC {file} but the User-Agent says {user_agent}"
-                ));
+        let target = match self.extra(&device, req.file, req.user_agent) {
+            Some(t) => t,
+            None => {
+                let found = match self.detect_for(&device, req.file, req.user_agent) {
+                    Detection::Found(f) => f,
+                    Detection::MacMismatch { file, user_agent } => {
+                        return refuse(format!(
+                            "the file name names MAC {file} but the User-Agent says {user_agent}"
+                        ));
+                    }
+                    _ => return Ok(Outcome::NotFound),
+                };
+                if let Some(other) = found.mac.filter(|m| *m != device.mac) {
+                    return refuse(format!("its token was used to ask for the file of {other}"));
+                }
+                Target::from_found(found).for_device(&device)
             }
-            _ => return Ok(Outcome::NotFound),
         };
-        if let Some(other) = found.mac.filter(|m| *m != device.mac) {
-            return refuse(format!("its token was used to ask for the file of {other}"));
-        }
-        if !matches!(found.rule.kind, FileKind::Device | FileKind::Common) {
+        if !matches!(target.kind, FileKind::Device | FileKind::Common) {
             return Ok(Outcome::NotFound);
         }
         if device.is_armed(Utc::now()) {
             store.disarm(device.id).await?;
         }
         let url = self.device_url(device.token.expose());
-        self.serve_device(&device, &found, req, url)
+        self.serve_device(&device, &target, req, url)
     }
 
     /// `{base}/{file}`: common files for anyone; device files for a device that proves
@@ -426,12 +515,15 @@ impl Phones {
         let (found, mac) = match catalog.detect(req.file, req.user_agent) {
             Detection::Found(f) => {
                 match f.rule.kind {
-                    FileKind::Common => return self.serve_common(&f, req),
+                    FileKind::Common => return self.serve_common(&Target::from_found(f)),
                     FileKind::Device => {}
-                    FileKind::Upload | FileKind::Skip => return Ok(Outcome::NotFound),
+                    FileKind::Upload => return Ok(Outcome::NotFound),
+                    // Not served from the catalog, but perhaps a file a stored template
+                    // adds for the device (3CX's `cfg{mac}` is Grandstream's skipped name).
+                    FileKind::Skip => return self.extra_only(store, f.mac, req).await,
                 }
                 let mac = f.mac;
-                (Some(f), mac)
+                (Some(Target::from_found(f)), mac)
             }
             Detection::Ambiguous { mac, .. } => (None, mac),
             Detection::MacMismatch { file, user_agent } => {
@@ -441,7 +533,7 @@ impl Phones {
                 ));
                 return Ok(Outcome::NotFound);
             }
-            Detection::Unknown => return Ok(Outcome::NotFound),
+            Detection::Unknown => return self.extra_only(store, mac_in(req.file), req).await,
         };
         let Some(mac) = mac else {
             return Ok(Outcome::NotFound);
@@ -459,25 +551,22 @@ impl Phones {
                 return self.unauthenticated(found.as_ref(), mac, req);
             }
         };
-        // The device record settles a name several vendors use, but only for the device
-        // itself: the unauthenticated answer is made from the request alone.
-        let own = match &found {
-            Some(f) => Some(f.clone()),
-            None => match self.detect_for(&device, req.file, req.user_agent) {
-                Detection::Found(f) if f.rule.kind == FileKind::Device => Some(f),
+        // The device record settles a name several vendors use, and may add files of its
+        // own, but only for the device itself: the unauthenticated answer is made from the
+        // request alone.
+        let own = match (self.extra(&device, req.file, req.user_agent), &found) {
+            (Some(extra), _) => Some(extra),
+            (None, Some(f)) => Some(f.clone().for_device(&device)),
+            (None, None) => match self.detect_for(&device, req.file, req.user_agent) {
+                Detection::Found(f) if f.rule.kind == FileKind::Device => {
+                    Some(Target::from_found(f).for_device(&device))
+                }
                 _ => None,
             },
         };
         match self.proof(&device, req) {
             Proof::Valid => match own {
-                Some(f) => {
-                    let url = if device.token.is_empty() {
-                        self.plain_url()
-                    } else {
-                        self.device_url(device.token.expose())
-                    };
-                    self.serve_device(&device, &f, req, url)
-                }
+                Some(f) => self.serve_device(&device, &f, req, self.own_url(&device)),
                 None => Ok(Outcome::NotFound),
             },
             Proof::Refused(reason) => {
@@ -499,6 +588,42 @@ impl Phones {
                 };
                 self.refuse(req.refusal(device.mac, why));
                 self.unauthenticated(found.as_ref(), mac, req)
+            }
+        }
+    }
+
+    /// A file the catalog does not serve, which may be one a stored template adds for the
+    /// device of `mac`: served to that device when it proves itself; every other request
+    /// gets the unauthenticated answer of a file no vendor serves (the empty 404, or the
+    /// challenge), whether the MAC is known or not.
+    async fn extra_only(
+        &self,
+        store: &dyn Store,
+        mac: Option<Mac>,
+        req: &Request<'_>,
+    ) -> provisor_store::Result<Outcome> {
+        let Some(mac) = mac else {
+            return Ok(Outcome::NotFound);
+        };
+        let nothing = || self.unauthenticated(None, mac, req);
+        let Some(device) = store.phone_by_mac(mac).await? else {
+            return nothing();
+        };
+        let Some(target) = self.extra(&device, req.file, req.user_agent) else {
+            return nothing();
+        };
+        match self.proof(&device, req) {
+            Proof::Valid => self.serve_device(&device, &target, req, self.own_url(&device)),
+            Proof::Refused(reason) => {
+                self.refuse(req.refusal(device.mac, reason));
+                nothing()
+            }
+            Proof::None => {
+                self.refuse(req.refusal(
+                    device.mac,
+                    "fetched a file of its stored templates without credentials (not through its tokenized URL)",
+                ));
+                nothing()
             }
         }
     }
@@ -597,7 +722,7 @@ impl Phones {
     /// What a request that proves nothing gets, from the request alone.
     fn unauthenticated(
         &self,
-        found: Option<&Found<'_>>,
+        found: Option<&Target<'_, '_>>,
         mac: Mac,
         req: &Request<'_>,
     ) -> provisor_store::Result<Outcome> {
@@ -612,8 +737,10 @@ impl Phones {
             Unauthenticated::Bootstrap => match found {
                 Some(f) => {
                     let detected = detected(f, Some(mac), None);
+                    let mut generic = f.clone();
+                    generic.stored = None;
                     self.render(
-                        f,
+                        &generic,
                         Context::without_secrets(Some(f.vendor), &detected, self.plain_url()),
                     )
                 }
@@ -622,8 +749,7 @@ impl Phones {
         }
     }
 
-    fn serve_common(&self, f: &Found<'_>, req: &Request<'_>) -> provisor_store::Result<Outcome> {
-        let _ = req;
+    fn serve_common(&self, f: &Target<'_, '_>) -> provisor_store::Result<Outcome> {
         let detected = detected(f, f.mac, None);
         self.render(
             f,
@@ -636,7 +762,7 @@ impl Phones {
     fn hand_off(
         &self,
         device: &PhoneDevice,
-        f: &Found<'_>,
+        f: &Target<'_, '_>,
         req: &Request<'_>,
     ) -> provisor_store::Result<Outcome> {
         tracing::info!(mac = %device.mac, domain = device.domain_name, ip = %req.ip, file = req.file, "armed device handed its tokenized URL");
@@ -650,11 +776,11 @@ impl Phones {
     fn serve_device(
         &self,
         device: &PhoneDevice,
-        f: &Found<'_>,
+        f: &Target<'_, '_>,
         req: &Request<'_>,
         url: String,
     ) -> provisor_store::Result<Outcome> {
-        let provisioned = f.rule.kind == FileKind::Device;
+        let provisioned = f.kind == FileKind::Device;
         self.recorder
             .contact(contact(f, device.mac, Some(device.id), req, provisioned));
         let detected = detected(f, Some(device.mac), Some(device));
@@ -664,25 +790,122 @@ impl Phones {
         )
     }
 
-    fn render(&self, f: &Found<'_>, context: Context) -> provisor_store::Result<Outcome> {
-        match self
-            .renderer
-            .render(&f.vendor.id, &f.rule.template, context)
-        {
+    fn render(&self, f: &Target<'_, '_>, context: Context) -> provisor_store::Result<Outcome> {
+        match self.make(f, context) {
             Ok(rendered) => {
                 for w in &rendered.warnings {
-                    tracing::warn!(vendor = %f.vendor.id, template = f.rule.template, "{w}");
+                    tracing::warn!(vendor = %f.vendor.id, template = f.template, "{w}");
                 }
                 Ok(Outcome::File {
                     body: rendered.body,
-                    template: f.rule.template.clone(),
+                    template: f.template.clone(),
                 })
             }
             Err(e) => {
-                tracing::error!(error = %e, "a phone's file could not be rendered");
+                tracing::error!(vendor = %f.vendor.id, template = f.template, error = %e, "a phone's file could not be rendered");
                 Ok(Outcome::NotFound)
             }
         }
+    }
+
+    /// Renders the target's stored template (under the limits of stored templates) or
+    /// its built-in one.
+    fn make(&self, f: &Target<'_, '_>, context: Context) -> Result<Rendered, String> {
+        match f.stored {
+            Some(t) => self
+                .renderer
+                .render_stored(&f.vendor.id, &t.name, &t.source, context)
+                .map_err(|e| e.to_string()),
+            None => self
+                .renderer
+                .render(&f.vendor.id, &f.template, context)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A device file added by one of the device's stored templates (a name with `{mac}`),
+    /// asked for with the device's MAC.
+    fn extra<'c, 'd>(
+        &'c self,
+        device: &'d PhoneDevice,
+        file: &str,
+        user_agent: Option<&str>,
+    ) -> Option<Target<'c, 'd>> {
+        let catalog = self.renderer.catalog();
+        let (stored, vendor) = device.templates.iter().find_map(|t| {
+            (file_mac(&t.name, file) == Some(device.mac))
+                .then(|| catalog.vendor(&t.vendor).map(|v| (t, v)))
+                .flatten()
+        })?;
+        let agent = user_agent
+            .and_then(|ua| catalog.user_agent(ua))
+            .filter(|a| a.vendor.id == vendor.id);
+        Some(Target {
+            vendor,
+            template: stored.name.clone(),
+            kind: FileKind::Device,
+            mac: Some(device.mac),
+            model: agent.as_ref().and_then(|a| a.model.clone()),
+            firmware: agent.and_then(|a| a.firmware),
+            stored: Some(stored),
+        })
+    }
+
+    /// What `device` would get for `file`, for its admins; secrets masked unless `reveal`.
+    pub fn preview(
+        &self,
+        device: &PhoneDevice,
+        file: &str,
+        reveal: bool,
+    ) -> Result<Preview, PreviewError> {
+        let no_such_file = || PreviewError::NoSuchFile(file.to_owned());
+        let target = match self.extra(device, file, None) {
+            Some(t) => t,
+            None => match self.detect_for(device, file, None) {
+                Detection::Found(f)
+                    if f.mac.is_none_or(|m| m == device.mac)
+                        && matches!(f.rule.kind, FileKind::Device | FileKind::Common) =>
+                {
+                    let t = Target::from_found(f);
+                    if t.kind == FileKind::Device {
+                        t.for_device(device)
+                    } else {
+                        t
+                    }
+                }
+                _ => return Err(no_such_file()),
+            },
+        };
+        let detected = detected(&target, Some(device.mac), Some(device));
+        let mut context = if target.kind == FileKind::Device {
+            Context::for_device(device, Some(target.vendor), &detected, self.own_url(device))
+        } else {
+            Context::without_secrets(Some(target.vendor), &detected, self.plain_url())
+        };
+        if !reveal {
+            context.mask_secrets();
+        }
+        let rendered = self
+            .make(&target, context)
+            .map_err(PreviewError::Template)?;
+        Ok(Preview {
+            file: file.to_owned(),
+            vendor: target.vendor.id.clone(),
+            template: target.template.clone(),
+            source: match target.stored {
+                None => TemplateSource::BuiltIn,
+                Some(t) if t.from_category => TemplateSource::Category,
+                Some(_) => TemplateSource::Domain,
+            },
+            kind: if target.kind == FileKind::Device {
+                "device".into()
+            } else {
+                "common".into()
+            },
+            body: rendered.body,
+            warnings: rendered.warnings,
+            masked: !reveal,
+        })
     }
 
     fn refuse(&self, refusal: Refusal) {
@@ -692,7 +915,7 @@ impl Phones {
 }
 
 /// Vendor, model and firmware as the request says, the device record filling gaps.
-fn detected(f: &Found<'_>, mac: Option<Mac>, device: Option<&PhoneDevice>) -> Detected {
+fn detected(f: &Target<'_, '_>, mac: Option<Mac>, device: Option<&PhoneDevice>) -> Detected {
     let model = f
         .model
         .clone()
@@ -711,7 +934,7 @@ fn detected(f: &Found<'_>, mac: Option<Mac>, device: Option<&PhoneDevice>) -> De
 }
 
 fn contact(
-    f: &Found<'_>,
+    f: &Target<'_, '_>,
     mac: Mac,
     device_id: Option<i64>,
     req: &Request<'_>,

@@ -8,4 +8,5 @@ mod isolation;
 mod ops;
 mod phones;
 mod startup;
+mod templates;
 mod tls;

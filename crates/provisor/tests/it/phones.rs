@@ -133,20 +133,10 @@ async fn device_with_two_lines(
     if app.get(&format!("/api/v1/domains/{DOMAIN}")).await.status == 404 {
         app.create_domain(DOMAIN).await;
     }
-    app.create_user(DOMAIN, owner).await;
-    for n in 1..=2 {
-        app.create_account(
-            DOMAIN,
-            owner,
-            &format!("{owner}{n}"),
-            &format!("pw-{owner}-{n}"),
-        )
-        .await;
-    }
-    app.create_device(
+    app.device_with_two_lines(
         DOMAIN,
-        json!({"mac": mac, "vendor": vendor, "model": model, "user": owner,
-               "lines": [format!("{owner}1"), format!("{owner}2")]}),
+        owner,
+        json!({"mac": mac, "vendor": vendor, "model": model}),
     )
     .await
 }

@@ -12,6 +12,10 @@ use provisor_domain::{Mac, csv, password};
 use provisor_store::{DeviceDetail, PageRequest, Store, StoreError, device_detail, issue_token};
 use serde::Serialize;
 
+mod templates;
+
+pub use templates::TemplateCmd;
+
 use crate::config::{Config, DEFAULT_CONFIG, LogFormat, Overrides};
 use crate::{startup, tls};
 
@@ -74,6 +78,17 @@ pub enum Command {
     Token(TokenCmd),
     #[command(subcommand)]
     Firmware(FirmwareCmd),
+    #[command(subcommand)]
+    Template(TemplateCmd),
+    /// Print what the device of MAC would receive for FILE (passwords masked unless --reveal).
+    Render {
+        #[arg(long)]
+        mac: String,
+        file: String,
+        /// Show SIP and admin passwords.
+        #[arg(long)]
+        reveal: bool,
+    },
     /// Import users, SIP accounts and devices from CSV (all rows or none).
     Import {
         #[arg(long)]
@@ -305,6 +320,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         config.listen,
         tls::files(&config)?.map(|_| config.tls_listen),
     );
+    let phone_options = url_base.clone();
     let url = move |token: &str| {
         let public = url_base
             .secure_url
@@ -313,8 +329,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         provisor_domain::phone::provisioning_url(public, &url_base.base_path, token)
     };
     let firmware_dir = config.data_dir.join("firmware");
+    let phones = || -> anyhow::Result<_> {
+        let (recorder, recording) = provisor_http::phone::Recorder::spawn(store.clone());
+        let phones = provisor_http::phone::Phones::new(
+            startup::renderer(&config)?,
+            phone_options.clone(),
+            recorder,
+        );
+        Ok((phones, recording))
+    };
     let result = match cli.command {
         Command::Firmware(cmd) => firmware(store.as_ref(), cmd, &out, &firmware_dir).await,
+        Command::Template(cmd) => {
+            let (phones, recording) = phones()?;
+            let r = templates::template(store.as_ref(), &phones, cmd, &out).await;
+            drop(phones);
+            recording.finish(std::time::Duration::from_secs(5)).await;
+            r
+        }
+        Command::Render { mac, file, reveal } => {
+            let (phones, recording) = phones()?;
+            let r = templates::render(store.as_ref(), &phones, &mac, &file, reveal, &out).await;
+            drop(phones);
+            recording.finish(std::time::Duration::from_secs(5)).await;
+            r
+        }
         command => admin(store.as_ref(), command, &out, &url).await,
     };
     store.close().await;
@@ -478,7 +517,11 @@ async fn admin(
 ) -> anyhow::Result<()> {
     let actor = actor();
     match command {
-        Command::Serve { .. } | Command::DefaultConfig | Command::Firmware(_) => {
+        Command::Serve { .. }
+        | Command::DefaultConfig
+        | Command::Firmware(_)
+        | Command::Template(_)
+        | Command::Render { .. } => {
             unreachable!("handled before")
         }
         Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || {
