@@ -310,14 +310,18 @@ macro_rules! both {
     };
     ($name:ident, $body:ident, $configure:path) => {
         mod $name {
-            #[tokio::test]
+            // Two workers: a test blocking on a CLI process must not stop the in-process
+            // server (its contact writer may hold SQLite's write lock meanwhile).
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 if let Some(app) = $crate::spawn_app_with($crate::Backend::Sqlite, $configure).await
                 {
                     super::$body(app).await;
                 }
             }
-            #[tokio::test]
+            // Two workers: a test blocking on a CLI process must not stop the in-process
+            // server (its contact writer may hold SQLite's write lock meanwhile).
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(app) =
                     $crate::spawn_app_with($crate::Backend::Postgres, $configure).await
