@@ -7,6 +7,8 @@ use provisor_domain::settings;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::timezone::Time;
+
 /// Everything one file of one device is rendered from.
 #[derive(Clone, Debug, Serialize)]
 pub struct Context {
@@ -16,6 +18,8 @@ pub struct Context {
     /// The merged settings layers (built-in → vendor → model → domain → category → user → device).
     pub settings: Map<String, Value>,
     pub provisioning: Provisioning,
+    /// The `timezone` setting in every vendor's form.
+    pub time: Time,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -197,9 +201,15 @@ impl Context {
             .and_then(Value::as_str)
             .filter(|f| !f.is_empty())
             .map(|f| format!("{url}firmware/{f}"));
+        let time = settings
+            .get("timezone")
+            .and_then(Value::as_str)
+            .map(Time::of)
+            .unwrap_or_default();
         Context {
             device: device_info(vendor, detected, phone.admin_password.expose().to_owned()),
             lines,
+            time,
             settings,
             provisioning: Provisioning::new(url, recheck_minutes, firmware_url),
         }
@@ -212,6 +222,7 @@ impl Context {
             device: device_info(vendor, detected, String::new()),
             lines: Vec::new(),
             settings: Map::new(),
+            time: Time::default(),
             provisioning: Provisioning::new(url, DEFAULT_RECHECK_MINUTES, None),
         }
     }
@@ -257,6 +268,7 @@ impl Context {
                 })
                 .collect(),
             settings: Map::new(),
+            time: Time::default(),
             provisioning: Provisioning::new(
                 "https://provisor.example.com/p/TOKEN/".into(),
                 DEFAULT_RECHECK_MINUTES,

@@ -13,6 +13,7 @@ mod env;
 mod load;
 pub mod stored;
 pub mod threecx;
+pub mod timezone;
 
 pub use context::{Context, Detected, DeviceInfo, Line, Provisioning};
 pub use env::{RenderError, Rendered, Renderer, Unstorable};

@@ -139,6 +139,21 @@ const CONTEXT: &[(&str, &[&str])] = &[
         "provisioning",
         &["url", "recheck_minutes", "recheck_seconds", "firmware_url"],
     ),
+    (
+        "time",
+        &[
+            "zone",
+            "known",
+            "utc_offset_minutes",
+            "utc_offset_seconds",
+            "utc_offset_quarters",
+            "utc_offset_hours",
+            "gmt",
+            "posix",
+            "yealink_name",
+            "snom",
+        ],
+    ),
 ];
 
 fn too_large(what: &str) -> TemplateError {

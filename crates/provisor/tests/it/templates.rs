@@ -415,6 +415,24 @@ async fn cli(app: TestApp) {
     std::fs::write(&xml, THREECX_SNOM).unwrap();
     let good = good.to_str().unwrap();
 
+    // One IANA time zone setting, in Yealink's form.
+    app.patch(
+        &format!("/api/v1/domains/{DOMAIN}"),
+        json!({"settings": {"timezone": "Europe/Berlin"}}),
+    )
+    .await
+    .expect(200);
+    let before = phone_of(&app, &yealink, &format!("{YEALINK_UA} 00:15:65:aa:bb:05"))
+        .get("001565aabb05.cfg")
+        .await;
+    assert!(
+        before
+            .text
+            .contains("local_time.time_zone = +1\nlocal_time.time_zone_name = Germany(Berlin)\n"),
+        "{}",
+        before.text
+    );
+
     let builtin = provisor_ok(&app, &["template", "builtin", "yealink", "mac.cfg"]);
     assert!(builtin.starts_with("#!version:1.0.0.1"));
     provisor_ok(
