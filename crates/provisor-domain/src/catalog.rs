@@ -84,6 +84,10 @@ pub struct Model {
     /// Line keys on the device.
     #[serde(default)]
     pub keys: u32,
+    /// The model's own templates for the vendor's files, where its format differs:
+    /// the file rule's template → the model's (e.g. `"mac.xml" = "mac-v1.xml"`).
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, String>,
 }
 
 fn one() -> u32 {
@@ -239,6 +243,15 @@ impl Vendor {
     }
 
     /// The catalog's spelling of a model name given in any case, or the name as given.
+    /// The template that makes `template`'s file for `model`: the model's own, if the
+    /// catalog gives it one.
+    pub fn template_for<'a>(&'a self, template: &'a str, model: &str) -> &'a str {
+        self.models
+            .get(model)
+            .and_then(|m| m.templates.get(template))
+            .map_or(template, String::as_str)
+    }
+
     pub fn canonical_model(&self, name: &str) -> String {
         self.models
             .keys()

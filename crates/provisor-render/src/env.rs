@@ -165,6 +165,15 @@ impl Renderer {
                 .add_template_owned(name.clone(), source)
                 .map_err(|e| template_error(&name, &e))?;
         }
+        // A model's own template must be there.
+        for v in vendors.catalog.vendors() {
+            for own in v.models.values().flat_map(|m| m.templates.values()) {
+                let name = format!("{}/{own}", v.id);
+                if env.get_template(&name).is_err() {
+                    return Err(RenderError::Missing(name));
+                }
+            }
+        }
         Ok(Self {
             env,
             stored,
@@ -198,6 +207,9 @@ impl Renderer {
         template: &str,
         mut context: Context,
     ) -> Result<Rendered, RenderError> {
+        let template = self.catalog.vendor(vendor).map_or(template, |v| {
+            v.template_for(template, &context.device.model)
+        });
         let name = format!("{vendor}/{template}");
         let compiled = self
             .env

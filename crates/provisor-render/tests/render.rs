@@ -651,3 +651,31 @@ fn fanvil_sysconf_lines() {
     assert_eq!(element(&doc, "Password", &[]), "Adm1n-Sample");
     assert_eq!(element(&doc, "FlashProtocol", &[]), "5");
 }
+
+#[test]
+fn a_model_can_have_its_own_template() {
+    let vendor = format!(
+        "{TEST_VENDOR}\n[models.OLD1]\nlines = 2\ntemplates = {{ \"mac.xml\" = \"mac-v1.xml\" }}\n[models.NEW2]\nlines = 4\n"
+    );
+    let r = with_override(&[
+        ("acme/vendor.toml", vendor.as_str()),
+        ("acme/templates/mac.xml", "<new/>\n"),
+        ("acme/templates/mac-v1.xml", "<old/>\n"),
+    ])
+    .unwrap();
+    let render = |model: &str| {
+        r.render("acme", "mac.xml", Context::sample("acme", model, 1))
+            .unwrap()
+            .body
+    };
+    assert_eq!(render("OLD1"), "<old/>\n");
+    assert_eq!(render("NEW2"), "<new/>\n");
+    assert_eq!(render(""), "<new/>\n");
+    // A model's template that is not there is found at load.
+    let missing =
+        format!("{TEST_VENDOR}\n[models.OLD1]\ntemplates = {{ \"mac.xml\" = \"nope.xml\" }}\n");
+    assert!(matches!(
+        with_override(&[("acme/vendor.toml", missing.as_str()), ("acme/templates/mac.xml", "x")]),
+        Err(RenderError::Missing(name)) if name == "acme/nope.xml"
+    ));
+}
