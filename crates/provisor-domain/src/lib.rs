@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod code;
 pub mod csv;
 pub mod digest;
 pub mod mac;

@@ -184,6 +184,19 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// Something that happened in a domain, for the PBX side (webhooks, the event stream).
+/// `id` orders a domain's events and is the cursor a subscriber resumes after.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub domain: String,
+    /// `device.provisioned`, `device.registered`, `code.expired`, `rollout.completed`.
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct AuditEntry {
     pub id: i64,

@@ -41,6 +41,8 @@ pub struct PhonePolicy {
     pub token_grace_minutes: u32,
     /// Record unknown MACs fetching from `networks` as unassigned, for an admin to claim.
     pub record_unassigned: bool,
+    /// How long a provisioning code is valid, in seconds (at least 1).
+    pub code_seconds: u32,
 }
 
 impl Default for PhonePolicy {
@@ -54,6 +56,7 @@ impl Default for PhonePolicy {
             arm_minutes: 60,
             token_grace_minutes: 24 * 60,
             record_unassigned: false,
+            code_seconds: 600,
         }
     }
 }
@@ -75,6 +78,12 @@ impl PhonePolicy {
         };
         minutes("arm_minutes", self.arm_minutes)?;
         minutes("token_grace_minutes", self.token_grace_minutes)?;
+        if self.code_seconds == 0 || self.code_seconds > Self::MAX_MINUTES * 60 {
+            return Err(crate::Invalid::new(
+                "phone_policy.code_seconds",
+                "must be 1 second to 30 days",
+            ));
+        }
         if self.networks.len() > 256 {
             return Err(crate::Invalid::new(
                 "phone_policy.networks",
@@ -229,6 +238,9 @@ pub enum Unauthenticated {
     Bootstrap,
     /// 401 with an HTTP digest challenge, for phones that then send their credentials.
     Challenge,
+    /// 401 asking for a provisioning code (HTTP Basic, the code as password): a live code
+    /// binds a MAC that belongs to no device yet, and the request gets its file.
+    CodePrompt,
 }
 
 /// A fetch to remember: a device's contact, or an unknown MAC seen.

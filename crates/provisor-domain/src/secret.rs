@@ -14,6 +14,8 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct Cipher {
     aead: Aes256Gcm,
+    /// For keyed digests (`keyed_digest`), derived from the key.
+    mac_key: [u8; 32],
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,8 +30,13 @@ pub enum CipherError {
 
 impl Cipher {
     pub fn from_bytes(key: &[u8; 32]) -> Self {
+        use sha2::Digest as _;
+        let mut derive = sha2::Sha256::new();
+        derive.update(b"provisor keyed digest v1\0");
+        derive.update(key);
         Self {
             aead: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+            mac_key: derive.finalize().into(),
         }
     }
 
@@ -52,6 +59,17 @@ impl Cipher {
     /// A fresh key from the OS CSPRNG, as the hex text `from_text` reads.
     pub fn generate_key_text() -> String {
         hex::encode(Aes256Gcm::generate_key(&mut OsRng))
+    }
+
+    /// HMAC-SHA256 of `text` under a key derived from the data key, in hex: the stored form
+    /// of short secrets (provisioning codes) that a plain hash would not protect, since
+    /// all their values can be tried.
+    pub fn keyed_digest(&self, text: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.mac_key)
+            .expect("HMAC takes any key length");
+        mac.update(text.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     pub fn encrypt(&self, plaintext: &str) -> Vec<u8> {
@@ -124,6 +142,14 @@ impl utoipa::PartialSchema for SecretString {
 }
 
 impl utoipa::ToSchema for SecretString {}
+
+/// For `#[serde(serialize_with = "…")]` on the one answer that shows a secret to its owner.
+pub fn serialize_exposed<S: serde::Serializer>(
+    s: &SecretString,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.expose())
+}
 
 #[cfg(test)]
 mod tests {

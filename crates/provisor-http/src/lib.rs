@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod firmware;
+pub mod limit;
 pub mod metrics;
 pub mod net;
 mod ops;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use provisor_domain::Mac;
 use provisor_domain::model::*;
+use provisor_domain::secret::Cipher;
 use provisor_domain::settings::Settings;
 use provisor_store::{DeviceStore, Page, PageRequest, Result, StoreError};
 use sqlx::QueryBuilder;
@@ -97,7 +98,7 @@ async fn with_lines(c: &mut Conn, rows: Vec<DeviceRow>) -> Result<Vec<Device>> {
         .collect()
 }
 
-async fn device_row(c: &mut Conn, d: DomainId, mac: Mac) -> Result<Device> {
+pub(super) async fn device_row(c: &mut Conn, d: DomainId, mac: Mac) -> Result<Device> {
     let row: DeviceRow = sqlx::query_as(&format!(
         "{DEVICE_SELECT} WHERE d.domain_id = $1 AND d.mac = $2"
     ))
@@ -160,20 +161,19 @@ async fn optional_id(
     }
 }
 
-fn mac_taken(mac: Mac) -> String {
-    format!("a device with MAC {mac} already exists")
-}
-
-#[async_trait]
-impl DeviceStore for SqlStore {
-    async fn create_device(&self, actor: &Actor, d: DomainId, new: &NewDevice) -> Result<Device> {
-        let mut tx = self.write().await?;
-        let category =
-            optional_id(&mut tx, d, "category", &CATEGORY, new.category.as_deref()).await?;
-        let owner = optional_id(&mut tx, d, "user", &USER, new.user.as_deref()).await?;
-        let lines = line_accounts(&mut tx, d, &new.lines).await?;
-        let t = now();
-        let id: i64 = sqlx::query_scalar(
+/// Adds a device in the caller's transaction, with its lines, secrets and audit entry.
+pub(super) async fn insert_device(
+    tx: &mut Conn,
+    cipher: &Cipher,
+    actor: &Actor,
+    d: DomainId,
+    new: &NewDevice,
+) -> Result<Device> {
+    let category = optional_id(tx, d, "category", &CATEGORY, new.category.as_deref()).await?;
+    let owner = optional_id(tx, d, "user", &USER, new.user.as_deref()).await?;
+    let lines = line_accounts(tx, d, &new.lines).await?;
+    let t = now();
+    let id: i64 = sqlx::query_scalar(
             "INSERT INTO devices (domain_id, mac, vendor, model, state, category_id, user_id, settings, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
         )
@@ -189,19 +189,31 @@ impl DeviceStore for SqlStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(unique(mac_taken(new.mac)))?;
-        set_lines(&mut tx, id, &lines).await?;
-        super::phones::issue_secrets(&mut tx, &self.cipher, d, id).await?;
-        let device = device_row(&mut tx, d, new.mac).await?;
-        audit(
-            &mut tx,
-            actor,
-            "device.create",
-            Some(d),
-            &new.mac.to_string(),
-            None,
-            Some(json(&device)),
-        )
-        .await?;
+    set_lines(tx, id, &lines).await?;
+    super::phones::issue_secrets(tx, cipher, d, id).await?;
+    let device = device_row(tx, d, new.mac).await?;
+    audit(
+        tx,
+        actor,
+        "device.create",
+        Some(d),
+        &new.mac.to_string(),
+        None,
+        Some(json(&device)),
+    )
+    .await?;
+    Ok(device)
+}
+
+fn mac_taken(mac: Mac) -> String {
+    format!("a device with MAC {mac} already exists")
+}
+
+#[async_trait]
+impl DeviceStore for SqlStore {
+    async fn create_device(&self, actor: &Actor, d: DomainId, new: &NewDevice) -> Result<Device> {
+        let mut tx = self.write().await?;
+        let device = insert_device(&mut tx, &self.cipher, actor, d, new).await?;
         tx.commit().await?;
         Ok(device)
     }

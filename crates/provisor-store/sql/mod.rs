@@ -10,6 +10,7 @@
 //! Every write that changes admin data records its audit entry in the same transaction.
 
 mod bulk;
+mod codes;
 mod devices;
 mod directory;
 mod firmware;

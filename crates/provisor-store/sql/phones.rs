@@ -23,7 +23,7 @@ use super::{Conn, SqlStore, audit, fetch_limit, now, page, ts};
 
 const MINUTE_MS: i64 = 60_000;
 
-async fn policy_of(c: &mut Conn, d: DomainId) -> Result<PhonePolicy> {
+pub(super) async fn policy_of(c: &mut Conn, d: DomainId) -> Result<PhonePolicy> {
     let policy: Json<PhonePolicy> =
         sqlx::query_scalar("SELECT phone_policy FROM domains WHERE id = $1")
             .bind(d.0)

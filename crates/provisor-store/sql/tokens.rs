@@ -175,6 +175,17 @@ struct AuditRow {
 
 #[async_trait]
 impl AuditStore for SqlStore {
+    async fn record_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let mut c = self.pool.acquire().await?;
+        audit(&mut c, actor, action, None, target, None, Some(detail)).await
+    }
+
     async fn list_audit(
         &self,
         scope: Option<DomainId>,

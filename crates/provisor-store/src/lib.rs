@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
+use provisor_domain::code::{IssuedCode, Redemption};
 use provisor_domain::csv::{Plan, Row, RowError};
 use provisor_domain::model::*;
 use provisor_domain::phone::{Contact, PhoneDevice, Refusal};
@@ -292,6 +293,15 @@ pub trait AuditStore: Send + Sync {
         scope: Option<DomainId>,
         page: PageRequest,
     ) -> Result<Page<AuditEntry>>;
+    /// Records something that changed nothing but must be on record, such as a refused
+    /// provisioning code (`detail` must hold no secret).
+    async fn record_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<()>;
 }
 
 #[async_trait]
@@ -479,6 +489,43 @@ pub trait TemplateStore: Send + Sync {
     -> Result<()>;
 }
 
+/// A redeemed code's outcome: the device now the code's user's.
+#[derive(Clone, Debug)]
+pub struct Redeemed {
+    pub domain: DomainId,
+    pub domain_name: String,
+    pub device: Device,
+}
+
+/// Provisioning codes.
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    /// A new code for `user` (and the category the phone goes into), valid for the domain's
+    /// `code_seconds`.
+    async fn create_code(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        category: Option<&str>,
+        user: &str,
+    ) -> Result<IssuedCode>;
+    /// Redeems a code for the phone of `r.mac`, in one transaction: the device is created in
+    /// the code's domain and category with the user's SIP accounts as lines, the code is
+    /// used up, and `device.provisioned` is written. `None` when the code is not live
+    /// (unknown, used, expired) or the MAC already belongs to a device: callers answer
+    /// both alike.
+    async fn redeem_code(&self, code: &str, r: &Redemption) -> Result<Option<Redeemed>>;
+    /// Deletes expired codes, writing `code.expired` for each; returns how many.
+    async fn sweep_codes(&self) -> Result<u64>;
+}
+
+/// The event log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// The domain's events after `after` (an event id; 0 for the first), oldest first.
+    async fn list_events(&self, d: DomainId, after: i64, limit: u32) -> Result<Vec<Event>>;
+}
+
 /// Everything a backend provides.
 pub trait Store:
     BaseStore
@@ -486,6 +533,8 @@ pub trait Store:
     + UserStore
     + DeviceStore
     + TemplateStore
+    + CodeStore
+    + EventStore
     + TokenStore
     + AuditStore
     + BulkStore
@@ -503,6 +552,8 @@ impl<T> Store for T where
         + UserStore
         + DeviceStore
         + TemplateStore
+        + CodeStore
+        + EventStore
         + TokenStore
         + AuditStore
         + BulkStore

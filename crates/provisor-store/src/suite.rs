@@ -61,6 +61,8 @@ macro_rules! store_suite {
             uploads_kept_latest,
             unassigned_bound_counts_only_unclaimed,
             templates_per_domain_and_category,
+            codes_redeem_once,
+            codes_race_and_expire,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -3643,5 +3645,216 @@ pub async fn templates_per_domain_and_category(s: Arc<dyn Store>) {
         entries
             .iter()
             .any(|e| e.action == "template.delete" && e.target == "yealink/mac.cfg")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Provisioning codes and events
+
+use provisor_domain::code::Redemption;
+
+fn redemption(m: Mac) -> Redemption {
+    Redemption {
+        mac: m,
+        model: "T54W".into(),
+        firmware: "96.86.0.100".into(),
+        bootcode: "boot-1".into(),
+        reported_ip: "10.1.2.3".into(),
+        ip: Some(ip("192.0.2.7")),
+        vendor: "yealink".into(),
+    }
+}
+
+/// A domain with category `Desk` and user `alice` holding SIP accounts 100 and 101.
+async fn code_domain(s: &dyn Store, name: &str, policy: Value) -> DomainId {
+    let d = new_domain_with_policy(s, name, policy).await.id;
+    new_category(s, d, "Desk").await;
+    new_user(s, d, "alice").await;
+    new_account(s, d, "alice", "100", "pw-100").await;
+    new_account(s, d, "alice", "101", "pw-101").await;
+    d
+}
+
+async fn events(s: &dyn Store, d: DomainId) -> Vec<Event> {
+    s.list_events(d, 0, 1000).await.unwrap()
+}
+
+pub async fn codes_redeem_once(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({})).await;
+    let b = code_domain(s, "b.example", json!({})).await;
+    let before = Utc::now();
+    let issued = s
+        .create_code(&actor(), a, Some("Desk"), "alice")
+        .await
+        .unwrap();
+    let after = Utc::now();
+    let code = issued.code.expose().to_owned();
+    assert_eq!(code.len(), 12);
+    assert!(code.bytes().all(|b| b.is_ascii_digit()));
+    minutes_after(
+        Some(issued.valid_until),
+        before,
+        after,
+        10,
+        "valid for 10 minutes by default",
+    );
+    expect_invalid(
+        s.create_code(&actor(), a, Some("Nope"), "alice").await,
+        "category",
+        "a code for an unknown category",
+    );
+    expect_invalid(
+        s.create_code(&actor(), a, None, "nobody").await,
+        "user",
+        "a code for an unknown user",
+    );
+
+    // Not live: unknown, malformed; a MAC that has a device is never re-bound.
+    let m = mac("001565aabb01");
+    let taken = mac("001565aabb02");
+    new_device(s, b, json!({"mac": taken})).await;
+    assert!(
+        s.redeem_code("000000000000", &redemption(m))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.redeem_code("12345", &redemption(m))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.redeem_code(&code, &redemption(taken))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.device_domain(taken).await.unwrap(),
+        b,
+        "the taken MAC stays where it is"
+    );
+
+    // Redeemed: the device is alice's, in Desk, with her accounts as lines.
+    let typed = format!("{} {} {}", &code[..4], &code[4..8], &code[8..]);
+    let redeemed = s
+        .redeem_code(&typed, &redemption(m))
+        .await
+        .unwrap()
+        .expect("a live code is redeemed (the MAC was free)");
+    assert_eq!(
+        (redeemed.domain, redeemed.domain_name.as_str()),
+        (a, "a.example")
+    );
+    let d = &redeemed.device;
+    assert_eq!(d.mac, m);
+    assert_eq!(d.category.as_deref(), Some("Desk"));
+    assert_eq!(d.user.as_deref(), Some("alice"));
+    assert_eq!((d.vendor.as_str(), d.model.as_str()), ("yealink", "T54W"));
+    assert_eq!(lines(d), [(1, "100".to_owned()), (2, "101".to_owned())]);
+    assert_eq!(phone(s, m).await.firmware, "96.86.0.100");
+    assert!(
+        s.device_credentials(a, m).await.unwrap().token.is_some(),
+        "the device has its URL token"
+    );
+
+    // Single use.
+    assert!(
+        s.redeem_code(&code, &redemption(mac("001565aabb03")))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The event, in A's log only.
+    let log = events(s, a).await;
+    assert_eq!(log.len(), 1);
+    let e = &log[0];
+    assert_eq!(
+        (e.kind.as_str(), e.domain.as_str()),
+        ("device.provisioned", "a.example")
+    );
+    assert_eq!(e.payload["mac"], "001565aabb01");
+    assert_eq!(e.payload["bootcode"], "boot-1");
+    assert_eq!(e.payload["ip"], "192.0.2.7");
+    assert_eq!(e.payload["reported_ip"], "10.1.2.3");
+    assert_eq!(e.payload["user"], "alice");
+    assert_eq!(e.payload["category"], "Desk");
+    assert!(events(s, b).await.is_empty());
+    assert!(
+        s.list_events(a, e.id, 10).await.unwrap().is_empty(),
+        "nothing after the last"
+    );
+
+    // The code never reaches the audit log.
+    let audit = s.list_audit(Some(a), all()).await.unwrap().items;
+    assert!(audit.iter().any(|e| e.action == "code.create"));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "device.create" && e.actor.starts_with("code:"))
+    );
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(!text.contains(&code), "{text}");
+}
+
+pub async fn codes_race_and_expire(s: Arc<dyn Store>) {
+    let store = s.clone();
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({"code_seconds": 1})).await;
+
+    // Two phones with one code at the same moment: exactly one wins.
+    let code = s
+        .create_code(&actor(), a, None, "alice")
+        .await
+        .unwrap()
+        .code;
+    let racers: Vec<_> = (0..2)
+        .map(|i| {
+            let store = store.clone();
+            let code = code.expose().to_owned();
+            tokio::spawn(async move {
+                store
+                    .redeem_code(&code, &redemption(mac(&format!("0015650000a{i}"))))
+                    .await
+                    .unwrap()
+                    .is_some()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.unwrap());
+    }
+    assert_eq!(wins, 1, "exactly one redemption wins");
+
+    // After valid_until a code is refused, before and after the sweep.
+    let late = s.create_code(&actor(), a, None, "alice").await.unwrap();
+    let kept = new_domain(s, "b.example").await.id;
+    new_user(s, kept, "bob").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(
+        s.redeem_code(late.code.expose(), &redemption(mac("001565bbbb01")))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.sweep_codes().await.unwrap(), 1);
+    assert_eq!(s.sweep_codes().await.unwrap(), 0);
+    let expired: Vec<Event> = events(s, a)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "code.expired")
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].payload["user"], "alice");
+    assert!(
+        s.redeem_code(late.code.expose(), &redemption(mac("001565bbbb01")))
+            .await
+            .unwrap()
+            .is_none()
     );
 }

@@ -45,6 +45,12 @@ pub struct Config {
     pub tls_self_signed: bool,
     pub tls_client_ca: Option<PathBuf>,
     pub public_https_url: Option<String>,
+    /// Wrong provisioning codes per source IP, and for the whole installation, within
+    /// `code_failure_window_seconds` before attempts are refused for `code_lockout_seconds`.
+    pub code_failures_per_ip: u32,
+    pub code_failures_total: u32,
+    pub code_failure_window_seconds: u64,
+    pub code_lockout_seconds: u64,
 }
 
 impl Default for Config {
@@ -70,6 +76,10 @@ impl Default for Config {
             tls_self_signed: false,
             tls_client_ca: None,
             public_https_url: None,
+            code_failures_per_ip: 10,
+            code_failures_total: 100,
+            code_failure_window_seconds: 600,
+            code_lockout_seconds: 900,
         }
     }
 }
@@ -87,7 +97,11 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 20] = [
+const ENV_KEYS: [&str; 24] = [
+    "code_failures_per_ip",
+    "code_failures_total",
+    "code_failure_window_seconds",
+    "code_lockout_seconds",
     "tls_listen",
     "tls_cert",
     "tls_key",
@@ -253,8 +267,20 @@ phone_base_path = "/p"
 
 # What a fetch of a device file without valid credentials gets, whether or not its MAC is
 # known: "not-found" (an empty 404), "bootstrap" (the vendor's generic file, without any
-# device's data) or "challenge" (401 asking for HTTP digest credentials).
+# device's data), "challenge" (401 asking for HTTP digest credentials) or "code-prompt"
+# (401 asking for a provisioning code as the password: a live code binds a MAC that has no
+# device yet, and the phone gets its file).
 phone_unauthenticated = "not-found"
+
+# Wrong provisioning codes (at the code prompt and POST /p/activate) allowed per source IP
+# and for the whole installation within the window, before code attempts are refused for
+# the lockout. With these defaults at most 100 wrong codes are tried per 10 minutes,
+# whatever the number of addresses: with L live codes among 10^12, a day of guessing
+# succeeds with a chance of at most 14,400 x L / 10^12.
+code_failures_per_ip = 10
+code_failures_total = 100
+code_failure_window_seconds = 600
+code_lockout_seconds = 900
 
 # HTTPS next to HTTP: phones bootstrap on HTTP, and the files that move a device to its
 # tokenized URL then point at HTTPS. A certificate chain and key (PEM, --tls-cert and

@@ -12,8 +12,9 @@ use anyhow::{Context, bail};
 use axum::serve::Listener as _;
 use provisor_domain::model::{Actor, Role};
 use provisor_domain::secret::{Cipher, SecretString};
+use provisor_http::limit::Limit;
 use provisor_http::net::{Peer, PlainListener, TlsConfig, TlsListener};
-use provisor_http::phone::Recorder;
+use provisor_http::phone::{CodeLimits, Recorder};
 use provisor_http::{AppState, PhoneOptions, Phones};
 use provisor_render::{Renderer, Vendors};
 use provisor_store::{Store, issue_token};
@@ -266,7 +267,46 @@ pub fn phone_options(
             .or_else(|| https.map(|a| format!("https://{a}"))),
         unauthenticated: config.phone_unauthenticated,
         firmware_dir: config.data_dir.join("firmware"),
+        code_limits: code_limits(config),
     }
+}
+
+fn code_limits(config: &Config) -> CodeLimits {
+    let limit = |failures: u32| Limit {
+        failures: failures.max(1),
+        window: Duration::from_secs(config.code_failure_window_seconds.max(1)),
+        lockout: Duration::from_secs(config.code_lockout_seconds),
+    };
+    CodeLimits {
+        per_ip: limit(config.code_failures_per_ip),
+        total: limit(config.code_failures_total),
+    }
+}
+
+/// How often expired provisioning codes are swept (each writes `code.expired`).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes expired codes now and then, until `stopping`.
+fn spawn_sweeper(
+    store: Arc<dyn Store>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            match store.sweep_codes().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "expired provisioning codes removed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "expired provisioning codes could not be removed")
+                }
+            }
+        }
+    })
 }
 
 /// The built-in vendors with the configured directory's files over them, compiled.
@@ -356,6 +396,7 @@ pub async fn run(
     let phones = Phones::new(renderer(config)?, options, recorder);
     let app = provisor_http::app(AppState::new(store.clone(), phones));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let sweeper = spawn_sweeper(store.clone(), stopping_rx.clone());
     let stopped = move || {
         let mut rx = stopping_rx.clone();
         async move {
@@ -398,6 +439,7 @@ pub async fn run(
         () = deadline => tracing::warn!("requests still running after the shutdown grace period; exiting anyway"),
     }
     recording.finish(Duration::from_secs(5)).await;
+    let _ = sweeper.await;
     store.close().await;
     Ok(())
 }

@@ -9,6 +9,7 @@ mod accounts;
 mod audit;
 mod bulk;
 mod categories;
+mod codes;
 mod devices;
 mod domains;
 mod firmware;
@@ -42,7 +43,7 @@ use crate::error::{ApiError, ApiResult, Problem};
     components(schemas(Problem)),
     tags(
         (name = "domains"), (name = "categories"), (name = "users"), (name = "accounts"),
-        (name = "devices"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
+        (name = "devices"), (name = "codes"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
     )
 )]
 struct ApiDoc;
@@ -87,6 +88,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::uploads))
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
+        .routes(routes!(codes::create))
+        .routes(routes!(codes::events))
         .routes(routes!(templates::render))
         .routes(routes!(templates::list))
         .routes(routes!(templates::builtin))

@@ -13,6 +13,7 @@
 //! Contacts and refusals are written by a background task (`record`), never on the way to
 //! the answer.
 
+mod activate;
 mod record;
 
 use std::net::IpAddr;
@@ -29,7 +30,9 @@ use axum::routing::get;
 use chrono::Utc;
 use provisor_domain::Mac;
 use provisor_domain::catalog::{Detected as Detection, FileKind, Found, Vendor};
+use provisor_domain::code::Redemption;
 use provisor_domain::digest::{self, Credentials, NonceState, Nonces};
+use provisor_domain::model::Actor;
 use provisor_domain::model::DeviceState;
 use provisor_domain::phone::{
     Contact, PhoneDevice, Refusal, Unauthenticated, canonical_ip, looks_like_token,
@@ -38,11 +41,12 @@ use provisor_domain::phone::{
 use provisor_domain::template::{DeviceTemplate, file_mac};
 use provisor_domain::token;
 use provisor_render::{Context, Detected, Rendered, Renderer};
-use provisor_store::Store;
+use provisor_store::{Redeemed, Store};
 
 pub use record::{Recorder, RecorderTask};
 
 use crate::AppState;
+use crate::limit::{Limit, Limiter};
 use crate::net::Peer;
 
 /// Largest file a phone may upload.
@@ -62,6 +66,37 @@ pub struct PhoneOptions {
     pub unauthenticated: Unauthenticated,
     /// Where firmware files are kept.
     pub firmware_dir: std::path::PathBuf,
+    /// Failure limits for provisioning codes: per source IP, and for the installation.
+    pub code_limits: CodeLimits,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeLimits {
+    pub per_ip: Limit,
+    pub total: Limit,
+}
+
+impl Default for CodeLimits {
+    fn default() -> Self {
+        let limit = |failures| Limit {
+            failures,
+            window: std::time::Duration::from_secs(600),
+            lockout: std::time::Duration::from_secs(900),
+        };
+        CodeLimits {
+            per_ip: limit(10),
+            total: limit(100),
+        }
+    }
+}
+
+/// What a code redemption comes to.
+pub enum CodeOutcome {
+    Redeemed(Box<Redeemed>),
+    /// Not a live code, or the MAC has a device already: the same answer for all.
+    Refused,
+    /// Too many failures from this address, or overall; retry after the duration.
+    Locked(std::time::Duration),
 }
 
 /// The phone side of the application: catalog and templates, options, the record writer.
@@ -70,6 +105,7 @@ pub struct Phones {
     options: PhoneOptions,
     nonces: Nonces,
     recorder: Recorder,
+    limiter: Limiter,
 }
 
 impl Phones {
@@ -79,6 +115,7 @@ impl Phones {
             options,
             nonces: Nonces::random(NONCE_SECONDS),
             recorder,
+            limiter: Limiter::new(),
         }
     }
 
@@ -88,6 +125,50 @@ impl Phones {
 
     pub fn options(&self) -> &PhoneOptions {
         &self.options
+    }
+
+    /// The failure limiter for guessable secrets, shared with the softphone logins.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Redeems a provisioning code under the failure limits; every failure is audited.
+    pub async fn redeem(
+        &self,
+        store: &dyn Store,
+        code: &str,
+        redemption: &Redemption,
+    ) -> provisor_store::Result<CodeOutcome> {
+        let ip = redemption
+            .ip
+            .map_or_else(|| "unknown".to_owned(), |i| i.to_string());
+        let by_ip = format!("code-ip:{ip}");
+        const ALL: &str = "code-all";
+        if let Some(wait) = self
+            .limiter
+            .locked(&by_ip)
+            .or_else(|| self.limiter.locked(ALL))
+        {
+            tracing::info!(ip, "provisioning code not tried: too many failures");
+            return Ok(CodeOutcome::Locked(wait));
+        }
+        if let Some(redeemed) = store.redeem_code(code, redemption).await? {
+            tracing::info!(mac = %redemption.mac, domain = redeemed.domain_name, ip, "provisioning code redeemed");
+            return Ok(CodeOutcome::Redeemed(Box::new(redeemed)));
+        }
+        let limits = self.options.code_limits;
+        let locked_ip = self.limiter.fail(&by_ip, limits.per_ip);
+        let locked_all = self.limiter.fail(ALL, limits.total);
+        tracing::info!(mac = %redemption.mac, ip, locked_ip, locked_all, "provisioning code refused");
+        store
+            .record_audit(
+                &Actor(format!("phone:{ip}")),
+                "code.refused",
+                &redemption.mac.to_string(),
+                serde_json::json!({"mac": redemption.mac, "ip": ip, "locked": locked_ip || locked_all}),
+            )
+            .await?;
+        Ok(CodeOutcome::Refused)
     }
 
     /// The directory URL of a device with this token (HTTPS where configured).
@@ -134,6 +215,12 @@ pub fn loggable_path(path: &str, base_path: &str) -> String {
 pub fn router(base_path: &str) -> Router<AppState> {
     let not_found = || async { not_found() };
     Router::new()
+        .route(
+            &format!("{base_path}/activate"),
+            axum::routing::post(activate::activate)
+                .get(not_found)
+                .layer(DefaultBodyLimit::max(activate::MAX_BODY)),
+        )
         .route(
             &format!("{base_path}/{{*path}}"),
             get(fetch)
@@ -252,6 +339,7 @@ enum Outcome {
     File { body: String, template: String },
     NotFound,
     Challenge { stale: bool },
+    CodePrompt,
 }
 
 async fn fetch(
@@ -293,6 +381,14 @@ async fn fetch(
     match outcome {
         Ok(Outcome::File { body, template }) => file_response(body, &template, &headers),
         Ok(Outcome::NotFound) => not_found(),
+        Ok(Outcome::CodePrompt) => {
+            let mut response = StatusCode::UNAUTHORIZED.into_response();
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Provisioning code\", charset=\"UTF-8\""),
+            );
+            response
+        }
         Ok(Outcome::Challenge { stale }) => {
             let nonce = phones.nonces.issue(unix_now());
             let mut response = StatusCode::UNAUTHORIZED.into_response();
@@ -354,6 +450,21 @@ async fn upload(
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// The password of an `Authorization: Basic` header (the user name is ignored).
+fn basic_password(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, p)| p.to_owned())
 }
 
 fn unix_now() -> u64 {
@@ -546,6 +657,9 @@ impl Phones {
             }
             None => {
                 if let Some(f) = &found {
+                    if let Some(outcome) = self.code_prompt(store, f, mac, req).await? {
+                        return Ok(outcome);
+                    }
                     self.recorder.contact(contact(f, mac, None, req, false));
                 }
                 return self.unauthenticated(found.as_ref(), mac, req);
@@ -590,6 +704,47 @@ impl Phones {
                 self.unauthenticated(found.as_ref(), mac, req)
             }
         }
+    }
+
+    /// Where unauthenticated fetches get the code prompt: a request for the device file of
+    /// a MAC no device has, with a live code as its Basic password, binds the MAC and gets
+    /// the new device's file. `None`: no code, or not a live one (the prompt again).
+    async fn code_prompt(
+        &self,
+        store: &dyn Store,
+        f: &Target<'_, '_>,
+        mac: Mac,
+        req: &Request<'_>,
+    ) -> provisor_store::Result<Option<Outcome>> {
+        if self.options.unauthenticated != Unauthenticated::CodePrompt {
+            return Ok(None);
+        }
+        let Some(code) = basic_password(req.headers) else {
+            return Ok(None);
+        };
+        let redemption = Redemption {
+            mac,
+            model: f.model.clone().unwrap_or_default(),
+            firmware: f.firmware.clone().unwrap_or_default(),
+            bootcode: String::new(),
+            reported_ip: String::new(),
+            ip: Some(req.ip),
+            vendor: f.vendor.id.clone(),
+        };
+        if !matches!(
+            self.redeem(store, &code, &redemption).await?,
+            CodeOutcome::Redeemed(_)
+        ) {
+            return Ok(None);
+        }
+        let Some(device) = store.phone_by_mac(mac).await? else {
+            return Ok(None);
+        };
+        // The code made it the device: its file, disarmed, as through its token.
+        store.disarm(device.id).await?;
+        let target = f.clone().for_device(&device);
+        self.serve_device(&device, &target, req, self.own_url(&device))
+            .map(Some)
     }
 
     /// A file the catalog does not serve, which may be one a stored template adds for the
@@ -728,6 +883,7 @@ impl Phones {
     ) -> provisor_store::Result<Outcome> {
         match self.options.unauthenticated {
             Unauthenticated::NotFound => Ok(Outcome::NotFound),
+            Unauthenticated::CodePrompt => Ok(Outcome::CodePrompt),
             Unauthenticated::Challenge => {
                 let stale = self
                     .digest_credentials(req)

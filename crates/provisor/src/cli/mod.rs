@@ -77,6 +77,8 @@ pub enum Command {
     #[command(subcommand)]
     Token(TokenCmd),
     #[command(subcommand)]
+    Code(CodeCmd),
+    #[command(subcommand)]
     Firmware(FirmwareCmd),
     #[command(subcommand)]
     Template(TemplateCmd),
@@ -259,6 +261,22 @@ pub enum FirmwareCmd {
     List,
     Delete {
         name: String,
+    },
+}
+
+/// Provisioning codes, typed on a new phone to make it a user's.
+#[derive(Subcommand, Debug)]
+pub enum CodeCmd {
+    /// Make a code for a user (printed once).
+    Create {
+        #[arg(long)]
+        domain: String,
+        /// The category the phone goes into.
+        #[arg(long)]
+        category: Option<String>,
+        /// The user whose SIP accounts become the phone's lines.
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -709,6 +727,23 @@ async fn admin(
             let (token, secret) = issue_token(store, &actor, &name, role, d).await?;
             out.show(&serde_json::json!({"token": secret.expose(), "id": token.id, "role": token.role, "domain": token.domain}), || {
                 secret.expose().to_owned()
+            })
+        }
+        Command::Code(CodeCmd::Create {
+            domain: dn,
+            category,
+            user,
+        }) => {
+            let d = domain(store, &dn).await?;
+            let issued = store
+                .create_code(&actor, d, category.as_deref(), &user)
+                .await?;
+            out.show(&issued, || {
+                format!(
+                    "{}  (for {user}, valid until {})",
+                    issued.code.expose(),
+                    issued.valid_until.format("%Y-%m-%d %H:%M:%S UTC")
+                )
             })
         }
         Command::Import { domain: dn, file } => {

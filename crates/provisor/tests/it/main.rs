@@ -3,6 +3,7 @@
 mod api;
 mod bulk;
 mod cli;
+mod codes;
 mod firmware;
 mod isolation;
 mod ops;
