@@ -104,3 +104,107 @@ impl FromRequestParts<AppState> for InDomain {
         Ok(InDomain { principal, domain })
     }
 }
+
+/// A user signed in with their portal login: HTTP Basic with `user@domain` and the portal
+/// password. Unknown domains, unknown users, users without a password and wrong passwords
+/// all get the same 401 (an unknown user's check costs a hash like a known one's); failures
+/// count against the source IP and the domain in the limiter the provisioning codes use,
+/// and a locked key gets 429.
+pub struct Portal {
+    pub domain: Domain,
+    pub username: String,
+}
+
+impl Portal {
+    pub fn actor(&self) -> Actor {
+        Actor(format!("user:{}@{}", self.username, self.domain.name))
+    }
+}
+
+/// An argon2id hash of a random password, verified in place of a missing user's.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let random = provisor_domain::token::generate().secret;
+        provisor_domain::password::hash(&random).expect("a long random password")
+    })
+    .clone()
+}
+
+impl FromRequestParts<AppState> for Portal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        use base64::Engine as _;
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::net::Peer>>()
+            .map(|c| provisor_domain::phone::canonical_ip(c.0.addr.ip()).to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let (login, password) = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, b)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+            .ok_or(ApiError::PortalLogin)?;
+        let (username, domain_name) = login
+            .rsplit_once('@')
+            .map(|(u, d)| (u.to_owned(), d.to_ascii_lowercase()))
+            .ok_or(ApiError::PortalLogin)?;
+        let limiter = state.phones.limiter();
+        let limits = state.phones.options().code_limits;
+        let by_ip = format!("guess-ip:{ip}");
+        let by_domain = format!("login-domain:{domain_name}");
+        if let Some(wait) = limiter
+            .locked(&by_ip)
+            .or_else(|| limiter.locked(&by_domain))
+        {
+            return Err(ApiError::TooManyAttempts(wait));
+        }
+        let domain = match state.store.domain(&domain_name).await {
+            Ok(d) => Some(d),
+            Err(provisor_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let hash = match &domain {
+            Some(d) => match state.store.user_password_hash(d.id, &username).await {
+                Ok(hash) => hash,
+                Err(provisor_store::StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let known = hash.is_some();
+        let secret = provisor_domain::secret::SecretString::new(password);
+        let matches = tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(dummy_hash);
+            provisor_domain::password::verify(&secret, &hash)
+        })
+        .await?;
+        match domain {
+            Some(domain) if known && matches => Ok(Portal { domain, username }),
+            _ => {
+                limiter.fail(&by_ip, limits.per_ip);
+                limiter.fail(&by_domain, limits.per_domain);
+                state
+                    .store
+                    .record_audit(
+                        &Actor(format!("portal:{ip}")),
+                        "login.refused",
+                        &login,
+                        serde_json::json!({"ip": ip, "login": login}),
+                    )
+                    .await?;
+                Err(ApiError::PortalLogin)
+            }
+        }
+    }
+}

@@ -22,6 +22,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("a valid bearer token is required")]
     Unauthorized,
+    #[error("the portal login (user@domain and password, HTTP Basic) is not valid")]
+    PortalLogin,
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts(std::time::Duration),
     #[error("{0}")]
     Forbidden(String),
     #[error("the request body is larger than this endpoint accepts")]
@@ -86,6 +90,16 @@ impl ApiError {
                 "unauthorized",
                 "Authentication required",
             ),
+            PortalLogin => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+            ),
+            TooManyAttempts(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-attempts",
+                "Too many failed attempts",
+            ),
             Forbidden(_) => (
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -132,6 +146,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.parts();
+        let retry_after = match &self {
+            ApiError::TooManyAttempts(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
+        let portal = matches!(self, ApiError::PortalLogin);
         let detail = match &self {
             ApiError::Internal(cause) => {
                 tracing::error!(cause = %cause, "request failed");
@@ -167,7 +186,14 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::UNAUTHORIZED {
+        if let Some(wait) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        } else if portal {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"provisor portal\", charset=\"UTF-8\""),
+            );
+        } else if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"provisor\""),

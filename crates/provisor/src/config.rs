@@ -49,6 +49,8 @@ pub struct Config {
     /// `code_failure_window_seconds` before attempts are refused for `code_lockout_seconds`.
     pub code_failures_per_ip: u32,
     pub code_failures_total: u32,
+    /// Wrong portal logins naming one domain within the window (same lockout).
+    pub login_failures_per_domain: u32,
     pub code_failure_window_seconds: u64,
     pub code_lockout_seconds: u64,
 }
@@ -78,6 +80,7 @@ impl Default for Config {
             public_https_url: None,
             code_failures_per_ip: 10,
             code_failures_total: 100,
+            login_failures_per_domain: 50,
             code_failure_window_seconds: 600,
             code_lockout_seconds: 900,
         }
@@ -97,7 +100,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 24] = [
+const ENV_KEYS: [&str; 25] = [
+    "login_failures_per_domain",
     "code_failures_per_ip",
     "code_failures_total",
     "code_failure_window_seconds",
@@ -277,8 +281,11 @@ phone_unauthenticated = "not-found"
 # the lockout. With these defaults at most 100 wrong codes are tried per 10 minutes,
 # whatever the number of addresses: with L live codes among 10^12, a day of guessing
 # succeeds with a chance of at most 14,400 x L / 10^12.
+# Portal logins (self-service, softphones) share the per-IP budget, and wrong logins naming
+# one domain are limited too.
 code_failures_per_ip = 10
 code_failures_total = 100
+login_failures_per_domain = 50
 code_failure_window_seconds = 600
 code_lockout_seconds = 900
 

@@ -280,6 +280,7 @@ fn code_limits(config: &Config) -> CodeLimits {
     CodeLimits {
         per_ip: limit(config.code_failures_per_ip),
         total: limit(config.code_failures_total),
+        per_domain: limit(config.login_failures_per_domain),
     }
 }
 

@@ -13,6 +13,7 @@ mod codes;
 mod devices;
 mod domains;
 mod firmware;
+mod portal;
 mod provisioning;
 mod templates;
 mod tokens;
@@ -43,7 +44,7 @@ use crate::error::{ApiError, ApiResult, Problem};
     components(schemas(Problem)),
     tags(
         (name = "domains"), (name = "categories"), (name = "users"), (name = "accounts"),
-        (name = "devices"), (name = "codes"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
+        (name = "devices"), (name = "codes"), (name = "self-service"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
     )
 )]
 struct ApiDoc;
@@ -56,6 +57,11 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // Users' own login: HTTP Basic with `user@domain` and their portal password.
+        components.add_security_scheme(
+            "portal",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }
@@ -89,6 +95,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
         .routes(routes!(codes::create))
+        .routes(routes!(portal::categories))
+        .routes(routes!(portal::create_code))
         .routes(routes!(codes::events))
         .routes(routes!(templates::render))
         .routes(routes!(templates::list))

@@ -72,8 +72,12 @@ pub struct PhoneOptions {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodeLimits {
+    /// Wrong codes and portal logins of one source IP (one budget for both).
     pub per_ip: Limit,
+    /// Wrong codes of the whole installation.
     pub total: Limit,
+    /// Wrong portal logins naming one domain.
+    pub per_domain: Limit,
 }
 
 impl Default for CodeLimits {
@@ -86,6 +90,7 @@ impl Default for CodeLimits {
         CodeLimits {
             per_ip: limit(10),
             total: limit(100),
+            per_domain: limit(50),
         }
     }
 }
@@ -142,7 +147,7 @@ impl Phones {
         let ip = redemption
             .ip
             .map_or_else(|| "unknown".to_owned(), |i| i.to_string());
-        let by_ip = format!("code-ip:{ip}");
+        let by_ip = format!("guess-ip:{ip}");
         const ALL: &str = "code-all";
         if let Some(wait) = self
             .limiter

@@ -342,3 +342,196 @@ async fn expire(app: TestApp) {
         .await
         .expect(403);
 }
+
+async fn portal(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    login: &str,
+    password: &str,
+    body: Option<Value>,
+) -> Answer {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", app.base))
+        .basic_auth(login, Some(password));
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.unwrap();
+    Answer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        text: response.text().await.unwrap(),
+    }
+}
+
+/// User erin with portal password `correct horse` and one SIP account.
+async fn erin(app: &TestApp) -> String {
+    app.post(
+        &format!("/api/v1/domains/{DOMAIN}/users"),
+        json!({"username": "erin", "password": "correct horse"}),
+    )
+    .await
+    .expect(201);
+    app.create_account(DOMAIN, "erin", "erin1", "pw-erin-1")
+        .await;
+    format!("erin@{DOMAIN}")
+}
+
+both!(users_request_their_own_codes, self_service);
+async fn self_service(app: TestApp) {
+    setup(&app).await;
+    app.create_category(DOMAIN, "Hidden", false).await;
+    let login = erin(&app).await;
+    let listed = portal(
+        &app,
+        Method::GET,
+        "/api/v1/self/categories",
+        &login,
+        "correct horse",
+        None,
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        listed,
+        json!([{"name": "Desk"}]),
+        "only provisioning categories"
+    );
+    let issued = portal(
+        &app,
+        Method::POST,
+        "/api/v1/self/codes",
+        &login,
+        "correct horse",
+        Some(json!({"category": "Desk"})),
+    )
+    .await
+    .expect(201);
+    assert_eq!(issued["user"], "erin");
+    let done = activate(&app, json!({"code": issued["code"], "mac": "001565aabb21"}))
+        .await
+        .expect(200);
+    assert_eq!(done["domain"], DOMAIN);
+    let device = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/devices/001565aabb21"))
+        .await
+        .expect(200);
+    assert_eq!(
+        (device["user"].as_str(), device["category"].as_str()),
+        (Some("erin"), Some("Desk"))
+    );
+    portal(
+        &app,
+        Method::POST,
+        "/api/v1/self/codes",
+        &login,
+        "correct horse",
+        Some(json!({"category": "Hidden"})),
+    )
+    .await
+    .problem(400, "invalid-field");
+
+    // Wrong password, unknown user, unknown domain, no password at all: one answer.
+    let wrong = portal(
+        &app,
+        Method::GET,
+        "/api/v1/self/categories",
+        &login,
+        "wrong horse",
+        None,
+    )
+    .await;
+    let nobody = portal(
+        &app,
+        Method::GET,
+        "/api/v1/self/categories",
+        &format!("nobody@{DOMAIN}"),
+        "x",
+        None,
+    )
+    .await;
+    let nowhere = portal(
+        &app,
+        Method::GET,
+        "/api/v1/self/categories",
+        "erin@nowhere.example",
+        "x",
+        None,
+    )
+    .await;
+    let alice = portal(
+        &app,
+        Method::GET,
+        "/api/v1/self/categories",
+        &format!("alice@{DOMAIN}"),
+        "",
+        None,
+    )
+    .await;
+    for a in [&wrong, &nobody, &nowhere, &alice] {
+        assert_eq!(
+            (a.status.as_u16(), a.text.as_str()),
+            (401, wrong.text.as_str())
+        );
+        assert!(
+            a.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic")
+        );
+    }
+    // A bearer token is not a portal login.
+    app.call(
+        Method::GET,
+        "/api/v1/self/categories",
+        Some(&app.token),
+        None,
+    )
+    .await
+    .problem(401, "unauthorized");
+}
+
+both!(
+    logins_and_codes_share_the_limit,
+    shared_limit,
+    super::strict
+);
+async fn shared_limit(app: TestApp) {
+    setup(&app).await;
+    let login = erin(&app).await;
+    for _ in 0..3 {
+        portal(
+            &app,
+            Method::GET,
+            "/api/v1/self/categories",
+            &login,
+            "wrong horse",
+            None,
+        )
+        .await
+        .expect(401);
+    }
+    let locked = portal(
+        &app,
+        Method::GET,
+        "/api/v1/self/categories",
+        &login,
+        "correct horse",
+        None,
+    )
+    .await;
+    assert_eq!(locked.status, 429);
+    assert!(locked.headers.contains_key("retry-after"));
+    // The same address's codes wait too.
+    let code = new_code(&app).await;
+    assert_eq!(
+        activate(&app, json!({"code": code, "mac": "001565aabb31"}))
+            .await
+            .status,
+        429
+    );
+    let audit = app.get("/api/v1/audit?limit=100").await;
+    assert_eq!(audit.text.matches("login.refused").count(), 3);
+    assert!(!audit.text.contains("wrong horse"));
+}

@@ -465,6 +465,19 @@ async fn unassigned(app: TestApp) {
     app.create_domain(DOMAIN).await;
     let mut phone = Phone::new(&app, "Yealink SIP-T46S 66.86.0.15 00:15:65:00:00:77");
     assert_eq!(phone.get("001565000077.cfg").await.status, 404);
+    // Records are written in order, after the answer: once a later refusal is listed, the
+    // unknown MAC's contact has been handled under the policy of that time.
+    let witness = "001565000079";
+    app.create_device(DOMAIN, json!({"mac": witness})).await;
+    app.post(&format!("{}/arm", devices(witness)), json!({"minutes": 0}))
+        .await
+        .expect(200);
+    let mut other = Phone::new(&app, "Yealink SIP-T46S 66.86.0.15 00:15:65:00:00:79");
+    assert_eq!(other.get(&format!("{witness}.cfg")).await.status, 404);
+    app.eventually(&format!("{}/refusals", devices(witness)), |r| {
+        r["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
     app.patch(
         &format!("/api/v1/domains/{DOMAIN}"),
         json!({"phone_policy": {"networks": ["127.0.0.0/8"], "record_unassigned": true}}),
