@@ -280,7 +280,9 @@ async fn errors(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
-    let big = json!({"name": "big.example", "description": "x".repeat(2 * 1024 * 1024)});
+    // Just over the limit: the server has read (nearly) all of it when it answers, so the
+    // client is not cut off while still sending (a broken pipe instead of the 413).
+    let big = json!({"name": "big.example", "description": "x".repeat(1024 * 1024)});
     app.post("/api/v1/domains", big)
         .await
         .problem(413, "payload-too-large");
