@@ -78,3 +78,112 @@ mod tests {
         assert_eq!(normalize("１２３４５６７８９０１２"), None);
     }
 }
+
+/// Where a rollout's code stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodeState {
+    Pending,
+    Registered,
+    Expired,
+}
+
+impl CodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeState::Pending => "Pending",
+            CodeState::Registered => "Registered",
+            CodeState::Expired => "Expired",
+        }
+    }
+}
+
+/// A rollout: one code per user, for phones of one category.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Rollout {
+    pub id: i64,
+    pub category: Option<String>,
+    /// The phone (template or kind) the rollout is for, as the admin named it.
+    pub phone: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub created_by: String,
+    pub valid_until: chrono::DateTime<chrono::Utc>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub pending: u64,
+    pub registered: u64,
+    pub expired: u64,
+}
+
+/// One user of a rollout, with their code and its state.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RolloutEntry {
+    pub user: String,
+    pub display_name: String,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "crate::secret::serialize_exposed")]
+    pub code: SecretString,
+    pub valid_until: chrono::DateTime<chrono::Utc>,
+    pub state: CodeState,
+    pub mac: Option<Mac>,
+    pub registered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A rollout's list as RFC 4180 CSV (CRLF line ends, quoting as needed), every cell
+/// spreadsheet-safe.
+pub fn rollout_csv(entries: &[RolloutEntry]) -> Vec<u8> {
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let _ = w.write_record([
+        "user",
+        "display_name",
+        "code",
+        "valid_until",
+        "state",
+        "mac",
+    ]);
+    for e in entries {
+        let valid_until = e
+            .valid_until
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mac = e.mac.map(|m| m.to_string()).unwrap_or_default();
+        let cells = [
+            e.user.as_str(),
+            e.display_name.as_str(),
+            e.code.expose(),
+            valid_until.as_str(),
+            e.state.as_str(),
+            mac.as_str(),
+        ];
+        let _ = w.write_record(
+            cells
+                .iter()
+                .map(|c| crate::csv::spreadsheet_safe(c).into_owned()),
+        );
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::*;
+
+    #[test]
+    fn csv_is_rfc4180_and_formula_safe() {
+        let entry = RolloutEntry {
+            user: "alice".into(),
+            display_name: "=HYPERLINK(\"x\"), \"Al\"".into(),
+            code: SecretString::new("012345678901"),
+            valid_until: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            state: CodeState::Pending,
+            mac: None,
+            registered_at: None,
+        };
+        let text = String::from_utf8(rollout_csv(&[entry])).unwrap();
+        assert_eq!(
+            text,
+            "user,display_name,code,valid_until,state,mac\r\n\
+             alice,\"'=HYPERLINK(\"\"x\"\"), \"\"Al\"\"\",012345678901,1970-01-01T00:00:00Z,Pending,\r\n"
+        );
+    }
+}

@@ -539,20 +539,23 @@ fn unescape(cell: &str) -> &str {
     }
 }
 
+/// A cell a spreadsheet would run as a formula (or one starting with `'`) with a leading `'`.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if needs_escape(cell) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 /// Writes rows in the import format, header first, with formula-looking cells escaped.
 pub fn write(rows: &[Row]) -> String {
     let mut w = ::csv::WriterBuilder::new().from_writer(Vec::new());
     w.write_record(COLUMNS)
         .expect("writing to memory cannot fail");
     for row in rows {
-        w.write_record(row.cells.iter().map(|c| {
-            if needs_escape(c) {
-                format!("'{c}")
-            } else {
-                c.clone()
-            }
-        }))
-        .expect("writing to memory cannot fail");
+        w.write_record(row.cells.iter().map(|c| spreadsheet_safe(c).into_owned()))
+            .expect("writing to memory cannot fail");
     }
     String::from_utf8(w.into_inner().expect("writing to memory cannot fail"))
         .expect("cells are strings")

@@ -1,15 +1,20 @@
 //! Provisioning codes and the event log.
 
 use async_trait::async_trait;
-use provisor_domain::code::{self, IssuedCode, Redemption};
+use std::collections::{HashMap, HashSet};
+
+use provisor_domain::code::{self, CodeState, IssuedCode, Redemption, Rollout, RolloutEntry};
 use provisor_domain::model::*;
-use provisor_store::{CodeStore, EventStore, Redeemed, Result, StoreError};
+use provisor_domain::secret::{Cipher, SecretString};
+use provisor_domain::{Invalid, Mac};
+use provisor_store::{CodeStore, EventStore, Redeemed, Result, RolloutStore, StoreError};
 use serde_json::json;
+use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::directory::{CATEGORY, USER, id_of};
 use super::phones::policy_of;
-use super::{Conn, SqlStore, audit, now, ts};
+use super::{Conn, Db, SqlStore, audit, now, ts, unique};
 
 /// Writes an event in the caller's transaction.
 pub(super) async fn event(
@@ -38,6 +43,40 @@ struct Claimed {
     domain_id: i64,
     category_id: Option<i64>,
     user_id: i64,
+    rollout_id: Option<i64>,
+}
+
+/// Marks a rollout completed (and writes `rollout.completed`) once none of its codes is
+/// pending any more.
+async fn complete_if_done(c: &mut Conn, rollout: i64) -> Result<()> {
+    let at = now();
+    let (domain, pending, registered, expired): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT r.domain_id, \
+         (SELECT COUNT(*) FROM codes WHERE rollout_id = r.id AND used_at IS NULL AND expired_at IS NULL AND valid_until > $2), \
+         (SELECT COUNT(*) FROM codes WHERE rollout_id = r.id AND used_at IS NOT NULL), \
+         (SELECT COUNT(*) FROM codes WHERE rollout_id = r.id AND used_at IS NULL AND (expired_at IS NOT NULL OR valid_until <= $2)) \
+         FROM rollouts r WHERE r.id = $1 AND r.completed_at IS NULL",
+    )
+    .bind(rollout)
+    .bind(at)
+    .fetch_optional(&mut *c)
+    .await?
+    .unwrap_or((0, 1, 0, 0));
+    if pending > 0 {
+        return Ok(());
+    }
+    sqlx::query("UPDATE rollouts SET completed_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(rollout)
+        .execute(&mut *c)
+        .await?;
+    event(
+        c,
+        DomainId(domain),
+        "rollout.completed",
+        json!({"rollout_id": rollout, "registered": registered, "expired": expired}),
+    )
+    .await
 }
 
 #[async_trait]
@@ -112,7 +151,7 @@ impl CodeStore for SqlStore {
         let claimed: Option<Claimed> = sqlx::query_as(
             "UPDATE codes SET used_at = $2, code_hash = NULL, mac = $3, ip = $4 \
              WHERE code_hash = $1 AND used_at IS NULL AND valid_until > $2 \
-             RETURNING id, domain_id, category_id, user_id",
+             RETURNING id, domain_id, category_id, user_id, rollout_id",
         )
         .bind(self.cipher.keyed_digest(&code))
         .bind(at)
@@ -192,6 +231,9 @@ impl CodeStore for SqlStore {
             }),
         )
         .await?;
+        if let Some(rollout) = claimed.rollout_id {
+            complete_if_done(&mut tx, rollout).await?;
+        }
         let device = super::devices::device_row(&mut tx, d, r.mac).await?;
         tx.commit().await?;
         Ok(Some(Redeemed {
@@ -204,29 +246,262 @@ impl CodeStore for SqlStore {
     async fn sweep_codes(&self) -> Result<u64> {
         let mut tx = self.write().await?;
         let at = now();
-        let expired: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-            "SELECT c.id, c.domain_id, c.valid_until, u.username FROM codes c \
-             JOIN users u ON u.id = c.user_id WHERE c.used_at IS NULL AND c.valid_until <= $1",
+        let expired: Vec<(i64, i64, i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT c.id, c.domain_id, c.valid_until, u.username, c.rollout_id FROM codes c \
+             JOIN users u ON u.id = c.user_id \
+             WHERE c.used_at IS NULL AND c.expired_at IS NULL AND c.valid_until <= $1",
         )
         .bind(at)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM codes WHERE used_at IS NULL AND valid_until <= $1")
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        for (id, domain, valid_until, user) in &expired {
+        // A rollout's codes stay listed, as expired; others go.
+        sqlx::query(
+            "DELETE FROM codes WHERE rollout_id IS NULL AND used_at IS NULL AND valid_until <= $1",
+        )
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE codes SET expired_at = $1, code_hash = NULL WHERE rollout_id IS NOT NULL \
+             AND used_at IS NULL AND expired_at IS NULL AND valid_until <= $1",
+        )
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let mut rollouts = std::collections::BTreeSet::new();
+        for (id, domain, valid_until, user, rollout) in &expired {
             event(
                 &mut tx,
                 DomainId(*domain),
                 "code.expired",
-                json!({"code_id": id, "user": user, "valid_until": ts(*valid_until)}),
+                json!({"code_id": id, "user": user, "valid_until": ts(*valid_until), "rollout_id": rollout}),
             )
             .await?;
+            rollouts.extend(*rollout);
+        }
+        for rollout in rollouts {
+            complete_if_done(&mut tx, rollout).await?;
         }
         tx.commit().await?;
         Ok(expired.len() as u64)
     }
+}
+
+/// Codes of one rollout inserted per statement.
+const ROLLOUT_CHUNK: usize = 500;
+
+#[derive(sqlx::FromRow)]
+struct RolloutRow {
+    id: i64,
+    category: Option<String>,
+    phone: String,
+    created_at: i64,
+    created_by: String,
+    valid_until: i64,
+    completed_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    username: String,
+    display_name: String,
+    code_enc: Option<Vec<u8>>,
+    valid_until: i64,
+    used_at: Option<i64>,
+    expired_at: Option<i64>,
+    mac: Option<String>,
+}
+
+#[async_trait]
+impl RolloutStore for SqlStore {
+    async fn create_rollout(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        category: Option<&str>,
+        phone: &str,
+        users: &[String],
+    ) -> Result<Rollout> {
+        if users.is_empty() {
+            return Err(Invalid::new("users", "a rollout needs at least one user").into());
+        }
+        let mut tx = self.write().await?;
+        let category_id = match category {
+            Some(c) => Some(id_of(&mut tx, d, "category", &CATEGORY, c).await?),
+            None => None,
+        };
+        let known: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+            "SELECT username, id FROM users WHERE domain_id = $1",
+        )
+        .bind(d.0)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut seen = HashSet::new();
+        let mut unknown = Vec::new();
+        let mut duplicate = Vec::new();
+        for u in users {
+            if !known.contains_key(u) {
+                unknown.push(u.as_str());
+            } else if !seen.insert(u.as_str()) {
+                duplicate.push(u.as_str());
+            }
+        }
+        let listed = |names: &[&str]| {
+            let mut text = names
+                .iter()
+                .take(20)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if names.len() > 20 {
+                text.push_str(&format!(" and {} more", names.len() - 20));
+            }
+            text
+        };
+        if !unknown.is_empty() {
+            return Err(
+                Invalid::new("users", format!("no such users: {}", listed(&unknown))).into(),
+            );
+        }
+        if !duplicate.is_empty() {
+            return Err(
+                Invalid::new("users", format!("listed twice: {}", listed(&duplicate))).into(),
+            );
+        }
+        let policy = policy_of(&mut tx, d).await?;
+        let created = now();
+        let valid_until = created + i64::from(policy.rollout_days) * 86_400_000;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO rollouts (domain_id, category_id, phone, created_at, created_by, valid_until) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(d.0)
+        .bind(category_id)
+        .bind(phone)
+        .bind(created)
+        .bind(&actor.0)
+        .bind(valid_until)
+        .fetch_one(&mut *tx)
+        .await?;
+        for chunk in users.chunks(ROLLOUT_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO codes (domain_id, category_id, user_id, code_hash, code_enc, created_at, created_by, valid_until, rollout_id) ",
+            );
+            q.push_values(chunk, |mut row, user| {
+                let code = code::generate();
+                row.push_bind(d.0)
+                    .push_bind(category_id)
+                    .push_bind(known[user])
+                    .push_bind(self.cipher.keyed_digest(code.expose()))
+                    .push_bind(self.cipher.encrypt(code.expose()))
+                    .push_bind(created)
+                    .push_bind(&actor.0)
+                    .push_bind(valid_until)
+                    .push_bind(id);
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(unique("two codes came out alike; create the rollout again"))?;
+        }
+        audit(
+            &mut tx,
+            actor,
+            "rollout.create",
+            Some(d),
+            &id.to_string(),
+            None,
+            Some(json!({"category": category, "phone": phone, "users": users.len(), "valid_until": ts(valid_until)})),
+        )
+        .await?;
+        let (rollout, _) = rollout_of(&mut tx, &self.cipher, d, id, false).await?;
+        tx.commit().await?;
+        Ok(rollout)
+    }
+
+    async fn rollout(&self, d: DomainId, id: i64) -> Result<(Rollout, Vec<RolloutEntry>)> {
+        let mut c = self.pool.acquire().await?;
+        rollout_of(&mut c, &self.cipher, d, id, true).await
+    }
+}
+
+/// The rollout with its counts, and (if `entries`) every user's code and state.
+async fn rollout_of(
+    c: &mut Conn,
+    cipher: &Cipher,
+    d: DomainId,
+    id: i64,
+    entries: bool,
+) -> Result<(Rollout, Vec<RolloutEntry>)> {
+    let row: RolloutRow = sqlx::query_as(
+        "SELECT r.id, c.name AS category, r.phone, r.created_at, r.created_by, r.valid_until, r.completed_at \
+         FROM rollouts r LEFT JOIN categories c ON c.id = r.category_id WHERE r.domain_id = $1 AND r.id = $2",
+    )
+    .bind(d.0)
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound("rollout"))?;
+    let at = now();
+    let state = |used: Option<i64>, expired: Option<i64>, until: i64| match (used, expired) {
+        (Some(_), _) => CodeState::Registered,
+        (None, Some(_)) => CodeState::Expired,
+        (None, None) if until <= at => CodeState::Expired,
+        _ => CodeState::Pending,
+    };
+    let (pending, registered, expired): (i64, i64, i64) = sqlx::query_as(
+        "SELECT \
+         COUNT(CASE WHEN used_at IS NULL AND expired_at IS NULL AND valid_until > $2 THEN 1 END), \
+         COUNT(CASE WHEN used_at IS NOT NULL THEN 1 END), \
+         COUNT(CASE WHEN used_at IS NULL AND (expired_at IS NOT NULL OR valid_until <= $2) THEN 1 END) \
+         FROM codes WHERE rollout_id = $1",
+    )
+    .bind(id)
+    .bind(at)
+    .fetch_one(&mut *c)
+    .await?;
+    let rollout = Rollout {
+        id: row.id,
+        category: row.category,
+        phone: row.phone,
+        created_at: ts(row.created_at),
+        created_by: row.created_by,
+        valid_until: ts(row.valid_until),
+        completed_at: row.completed_at.map(ts),
+        pending: pending.max(0) as u64,
+        registered: registered.max(0) as u64,
+        expired: expired.max(0) as u64,
+    };
+    if !entries {
+        return Ok((rollout, Vec::new()));
+    }
+    let rows: Vec<EntryRow> = sqlx::query_as(
+        "SELECT u.username, u.display_name, c.code_enc, c.valid_until, c.used_at, c.expired_at, c.mac \
+         FROM codes c JOIN users u ON u.id = c.user_id WHERE c.rollout_id = $1 ORDER BY c.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *c)
+    .await?;
+    let entries = rows
+        .into_iter()
+        .map(|r| {
+            Ok(RolloutEntry {
+                code: match &r.code_enc {
+                    Some(blob) => cipher.decrypt(blob)?,
+                    None => SecretString::new(""),
+                },
+                state: state(r.used_at, r.expired_at, r.valid_until),
+                mac: r.mac.as_deref().map(Mac::parse).transpose()?,
+                registered_at: r.used_at.map(ts),
+                valid_until: ts(r.valid_until),
+                user: r.username,
+                display_name: r.display_name,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((rollout, entries))
 }
 
 #[derive(sqlx::FromRow)]

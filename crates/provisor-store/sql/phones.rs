@@ -257,19 +257,38 @@ impl PhoneStore for SqlStore {
                     "UPDATE devices SET first_contact = COALESCE(first_contact, $1), last_contact = $1, \
                      last_ip = $2, firmware = CASE WHEN $3 = '' THEN firmware ELSE $3 END, \
                      vendor = CASE WHEN vendor = '' THEN $4 ELSE vendor END, \
-                     model = CASE WHEN model = '' THEN $5 ELSE model END, \
-                     state = CASE WHEN $6 AND state = 'added' THEN 'provisioned' ELSE state END \
-                     WHERE id = $7",
+                     model = CASE WHEN model = '' THEN $5 ELSE model END \
+                     WHERE id = $6",
                 )
                 .bind(at)
                 .bind(&ip)
                 .bind(&c.firmware)
                 .bind(&c.vendor)
                 .bind(&c.model)
-                .bind(c.provisioned)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+                // Its first configuration: the device came up (`device.registered`).
+                let registered: Option<(i64, String, String, String)> = if c.provisioned {
+                    sqlx::query_as(
+                        "UPDATE devices SET state = 'provisioned' WHERE id = $1 AND state = 'added' \
+                         RETURNING domain_id, mac, model, firmware",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                } else {
+                    None
+                };
+                if let Some((domain, mac, model, firmware)) = registered {
+                    super::codes::event(
+                        &mut tx,
+                        DomainId(domain),
+                        "device.registered",
+                        serde_json::json!({"mac": mac, "model": model, "firmware": firmware, "ip": ip, "at": c.at}),
+                    )
+                    .await?;
+                }
                 continue;
             }
             // Unknown MACs: only into domains whose policy asks, from their networks.

@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
-use provisor_domain::code::{IssuedCode, Redemption};
+use provisor_domain::code::{IssuedCode, Redemption, Rollout, RolloutEntry};
 use provisor_domain::csv::{Plan, Row, RowError};
 use provisor_domain::model::*;
 use provisor_domain::phone::{Contact, PhoneDevice, Refusal};
@@ -519,6 +519,22 @@ pub trait CodeStore: Send + Sync {
     async fn sweep_codes(&self) -> Result<u64>;
 }
 
+/// Rollouts: one code per user.
+#[async_trait]
+pub trait RolloutStore: Send + Sync {
+    /// Makes one code per user (all of them or, if a user is unknown, none), valid for the
+    /// domain's `rollout_days`.
+    async fn create_rollout(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        category: Option<&str>,
+        phone: &str,
+        users: &[String],
+    ) -> Result<Rollout>;
+    async fn rollout(&self, d: DomainId, id: i64) -> Result<(Rollout, Vec<RolloutEntry>)>;
+}
+
 /// The event log.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -534,6 +550,7 @@ pub trait Store:
     + DeviceStore
     + TemplateStore
     + CodeStore
+    + RolloutStore
     + EventStore
     + TokenStore
     + AuditStore
@@ -553,6 +570,7 @@ impl<T> Store for T where
         + DeviceStore
         + TemplateStore
         + CodeStore
+        + RolloutStore
         + EventStore
         + TokenStore
         + AuditStore

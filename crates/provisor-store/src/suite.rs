@@ -63,6 +63,7 @@ macro_rules! store_suite {
             templates_per_domain_and_category,
             codes_redeem_once,
             codes_race_and_expire,
+            rollouts_list_every_user,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -3857,4 +3858,114 @@ pub async fn codes_race_and_expire(s: Arc<dyn Store>) {
             .unwrap()
             .is_none()
     );
+}
+
+pub async fn rollouts_list_every_user(s: Arc<dyn Store>) {
+    use provisor_domain::code::CodeState;
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({})).await;
+    new_user(s, a, "bob").await;
+    new_account(s, a, "bob", "200", "pw-200").await;
+    let users = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+
+    expect_invalid(
+        s.create_rollout(
+            &actor(),
+            a,
+            Some("Desk"),
+            "T54W",
+            &users(&["alice", "ghost"]),
+        )
+        .await,
+        "users",
+        "a rollout naming an unknown user",
+    );
+    expect_invalid(
+        s.create_rollout(
+            &actor(),
+            a,
+            Some("Desk"),
+            "T54W",
+            &users(&["alice", "alice"]),
+        )
+        .await,
+        "users",
+        "a rollout naming a user twice",
+    );
+    expect_invalid(
+        s.create_rollout(&actor(), a, Some("Desk"), "T54W", &[])
+            .await,
+        "users",
+        "an empty rollout",
+    );
+    let before = Utc::now();
+    let r = s
+        .create_rollout(
+            &actor(),
+            a,
+            Some("Desk"),
+            "Yealink T54W",
+            &users(&["alice", "bob"]),
+        )
+        .await
+        .unwrap();
+    let after = Utc::now();
+    assert_eq!((r.pending, r.registered, r.expired), (2, 0, 0));
+    assert_eq!(r.category.as_deref(), Some("Desk"));
+    assert_eq!(r.phone, "Yealink T54W");
+    minutes_after(
+        Some(r.valid_until),
+        before,
+        after,
+        7 * 24 * 60,
+        "valid 7 days by default",
+    );
+    let (_, entries) = s.rollout(a, r.id).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].user, "alice");
+    assert_eq!(entries[1].user, "bob");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.state == CodeState::Pending && e.mac.is_none())
+    );
+    assert_ne!(entries[0].code.expose(), entries[1].code.expose());
+    expect_not_found(
+        s.rollout(new_domain(s, "b.example").await.id, r.id).await,
+        "A's rollout from B",
+    );
+
+    // Registered one by one; the last completes the rollout.
+    let m = mac("001565aabb41");
+    let redeemed = s
+        .redeem_code(entries[1].code.expose(), &redemption(m))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(redeemed.device.user.as_deref(), Some("bob"));
+    assert_eq!(lines(&redeemed.device), [(1, "200".to_owned())]);
+    let (progress, entries) = s.rollout(a, r.id).await.unwrap();
+    assert_eq!((progress.pending, progress.registered), (1, 1));
+    assert_eq!(entries[1].state, CodeState::Registered);
+    assert_eq!(entries[1].mac, Some(m));
+    assert!(entries[1].registered_at.is_some());
+    assert!(progress.completed_at.is_none());
+    s.redeem_code(entries[0].code.expose(), &redemption(mac("001565aabb42")))
+        .await
+        .unwrap()
+        .unwrap();
+    let (done, _) = s.rollout(a, r.id).await.unwrap();
+    assert!(done.completed_at.is_some());
+    let completed: Vec<Event> = events(s, a)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "rollout.completed")
+        .collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].payload["registered"], 2);
+    // The sweeper leaves rollouts' codes listed.
+    s.sweep_codes().await.unwrap();
+    assert_eq!(s.rollout(a, r.id).await.unwrap().1.len(), 2);
+    let audit = serde_json::to_string(&s.list_audit(Some(a), all()).await.unwrap().items).unwrap();
+    assert!(audit.contains("rollout.create") && !audit.contains(entries[0].code.expose()));
 }

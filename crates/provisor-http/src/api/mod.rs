@@ -15,6 +15,7 @@ mod domains;
 mod firmware;
 mod portal;
 mod provisioning;
+mod rollouts;
 mod templates;
 mod tokens;
 mod users;
@@ -95,6 +96,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
         .routes(routes!(codes::create))
+        .routes(routes!(rollouts::create))
+        .routes(routes!(rollouts::get))
         .routes(routes!(portal::categories))
         .routes(routes!(portal::create_code))
         .routes(routes!(codes::events))

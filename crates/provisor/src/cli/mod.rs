@@ -79,6 +79,8 @@ pub enum Command {
     #[command(subcommand)]
     Code(CodeCmd),
     #[command(subcommand)]
+    Rollout(RolloutCmd),
+    #[command(subcommand)]
     Firmware(FirmwareCmd),
     #[command(subcommand)]
     Template(TemplateCmd),
@@ -278,6 +280,85 @@ pub enum CodeCmd {
         #[arg(long)]
         user: String,
     },
+}
+
+/// Rollouts: one code per user, listed with each user's state.
+#[derive(Subcommand, Debug)]
+pub enum RolloutCmd {
+    /// Make a code for every user of the file (one user name per line, or a CSV whose
+    /// first column is `username`).
+    Create {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        category: Option<String>,
+        /// The phone handed out, for the list (e.g. "Yealink T54W").
+        #[arg(long, default_value = "")]
+        phone: String,
+        #[arg(long)]
+        users_file: PathBuf,
+        /// Write the list (user, display name, code, valid until, state, MAC) as CSV here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// A rollout's users, codes and states.
+    Show {
+        #[arg(long)]
+        domain: String,
+        id: i64,
+        /// Write the list as CSV here instead.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+}
+
+/// User names from a file: one per line, or CSV with `username` first; blank lines and
+/// `#` comments skipped.
+fn user_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split(',').next().unwrap_or("").trim().trim_matches('"'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .filter(|(i, l)| !(*i == 0 && l.eq_ignore_ascii_case("username")))
+        .map(|(_, l)| l.to_owned())
+        .collect()
+}
+
+async fn rollout_list(
+    store: &dyn Store,
+    d: DomainId,
+    id: i64,
+    csv_file: Option<PathBuf>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let (rollout, entries) = store.rollout(d, id).await?;
+    if let Some(file) = csv_file {
+        std::fs::write(&file, provisor_domain::code::rollout_csv(&entries))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    out.show(
+        &serde_json::json!({"rollout": rollout, "entries": entries}),
+        || {
+            let mut text = format!(
+                "rollout {}: {} pending, {} registered, {} expired (valid until {})",
+                rollout.id,
+                rollout.pending,
+                rollout.registered,
+                rollout.expired,
+                rollout.valid_until.format("%Y-%m-%d %H:%M UTC")
+            );
+            for e in &entries {
+                text.push_str(&format!(
+                    "\n{}  {}  {}  {}",
+                    e.user,
+                    e.code.expose(),
+                    e.state.as_str(),
+                    e.mac.map(|m| m.to_string()).unwrap_or_default()
+                ));
+            }
+            text
+        },
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -745,6 +826,29 @@ async fn admin(
                     issued.valid_until.format("%Y-%m-%d %H:%M:%S UTC")
                 )
             })
+        }
+        Command::Rollout(RolloutCmd::Create {
+            domain: dn,
+            category,
+            phone,
+            users_file,
+            csv: csv_file,
+        }) => {
+            let d = domain(store, &dn).await?;
+            let text = std::fs::read_to_string(&users_file)
+                .with_context(|| format!("cannot read {}", users_file.display()))?;
+            let rollout = store
+                .create_rollout(&actor, d, category.as_deref(), &phone, &user_names(&text))
+                .await?;
+            rollout_list(store, d, rollout.id, csv_file, out).await
+        }
+        Command::Rollout(RolloutCmd::Show {
+            domain: dn,
+            id,
+            csv: csv_file,
+        }) => {
+            let d = domain(store, &dn).await?;
+            rollout_list(store, d, id, csv_file, out).await
         }
         Command::Import { domain: dn, file } => {
             let d = domain(store, &dn).await?;

@@ -8,6 +8,7 @@ mod firmware;
 mod isolation;
 mod ops;
 mod phones;
+mod rollouts;
 mod startup;
 mod templates;
 mod tls;
