@@ -33,6 +33,41 @@ pub(super) async fn event(
     Ok(())
 }
 
+/// Creates the device a phone redeemed (a code or the domain's token) for, with the
+/// firmware it reported; `None` if another redemption took its MAC at the same moment.
+#[allow(clippy::too_many_arguments)]
+async fn provision(
+    c: &mut Conn,
+    cipher: &Cipher,
+    actor: &Actor,
+    d: DomainId,
+    r: &Redemption,
+    category: Option<String>,
+    user: Option<String>,
+    lines: Vec<String>,
+) -> Result<Option<Device>> {
+    let new = NewDevice {
+        mac: r.mac,
+        vendor: r.vendor.clone(),
+        model: r.model.clone(),
+        category,
+        user,
+        lines,
+        settings: Default::default(),
+    };
+    let device = match super::devices::insert_device(c, cipher, actor, d, &new).await {
+        Ok(device) => device,
+        Err(StoreError::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    sqlx::query("UPDATE devices SET firmware = $1 WHERE id = $2")
+        .bind(&r.firmware)
+        .bind(device.id)
+        .execute(&mut *c)
+        .await?;
+    Ok(Some(device))
+}
+
 /// How many times a fresh code is drawn again when it collides with a live one (at 10^12
 /// values, practically never).
 const DRAWS: usize = 5;
@@ -193,28 +228,22 @@ impl CodeStore for SqlStore {
                 .bind(claimed.user_id)
                 .fetch_all(&mut *tx)
                 .await?;
-        let new = NewDevice {
-            mac: r.mac,
-            vendor: r.vendor.clone(),
-            model: r.model.clone(),
-            category: category.clone(),
-            user: Some(user.clone()),
-            lines,
-            settings: Default::default(),
-        };
         let actor = Actor(format!("code:{}", claimed.id));
-        let device =
-            match super::devices::insert_device(&mut tx, &self.cipher, &actor, d, &new).await {
-                Ok(device) => device,
-                // Another code bound this MAC at the same moment.
-                Err(StoreError::Conflict(_)) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-        sqlx::query("UPDATE devices SET firmware = $1 WHERE id = $2")
-            .bind(&r.firmware)
-            .bind(device.id)
-            .execute(&mut *tx)
-            .await?;
+        let Some(device) = provision(
+            &mut tx,
+            &self.cipher,
+            &actor,
+            d,
+            r,
+            category.clone(),
+            Some(user.clone()),
+            lines,
+        )
+        .await?
+        else {
+            // Another code bound this MAC at the same moment.
+            return Ok(None);
+        };
         sqlx::query("UPDATE codes SET device_id = $1 WHERE id = $2")
             .bind(device.id)
             .bind(claimed.id)
@@ -235,6 +264,109 @@ impl CodeStore for SqlStore {
             complete_if_done(&mut tx, rollout).await?;
         }
         let device = super::devices::device_row(&mut tx, d, r.mac).await?;
+        tx.commit().await?;
+        Ok(Some(Redeemed {
+            domain: d,
+            domain_name,
+            device,
+        }))
+    }
+
+    async fn set_auto_token(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        token: Option<&SecretString>,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE domains SET auto_token_hash = $1, auto_token_enc = $2 WHERE id = $3")
+            .bind(token.map(|t| self.cipher.keyed_digest(t.expose())))
+            .bind(token.map(|t| self.cipher.encrypt(t.expose())))
+            .bind(d.0)
+            .execute(&mut *tx)
+            .await?;
+        let what = if token.is_some() { "set" } else { "removed" };
+        audit(
+            &mut tx,
+            actor,
+            "domain.auto_token",
+            Some(d),
+            "auto-provisioning token",
+            None,
+            Some(json!({"token": what})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn auto_token(&self, d: DomainId) -> Result<Option<SecretString>> {
+        let blob: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT auto_token_enc FROM domains WHERE id = $1")
+                .bind(d.0)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound("domain"))?;
+        blob.map(|b| Ok(self.cipher.decrypt(&b)?)).transpose()
+    }
+
+    async fn auto_provision(
+        &self,
+        domain: &str,
+        token: &str,
+        category: &str,
+        r: &Redemption,
+    ) -> Result<Option<Redeemed>> {
+        let mut tx = self.write().await?;
+        let found: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM domains WHERE name = $1 AND auto_token_hash = $2")
+                .bind(domain.to_ascii_lowercase())
+                .bind(self.cipher.keyed_digest(token))
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((id, domain_name)) = found else {
+            return Ok(None);
+        };
+        let d = DomainId(id);
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM categories WHERE domain_id = $1 AND name = $2")
+                .bind(d.0)
+                .bind(category)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE mac = $1")
+            .bind(r.mac.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() || taken.is_some() {
+            return Ok(None);
+        }
+        let actor = Actor("auto-provisioning".into());
+        let Some(device) = provision(
+            &mut tx,
+            &self.cipher,
+            &actor,
+            d,
+            r,
+            Some(category.to_owned()),
+            None,
+            Vec::new(),
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        event(
+            &mut tx,
+            d,
+            "device.provisioned",
+            json!({
+                "mac": r.mac, "model": r.model, "firmware": r.firmware, "bootcode": r.bootcode,
+                "ip": r.ip.map(|i| i.to_string()), "at": ts(now()), "user": null, "category": category,
+                "by": "auto-provisioning", "lines": device.lines,
+            }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(Redeemed {
             domain: d,

@@ -517,6 +517,25 @@ pub trait CodeStore: Send + Sync {
     async fn redeem_code(&self, code: &str, r: &Redemption) -> Result<Option<Redeemed>>;
     /// Deletes expired codes, writing `code.expired` for each; returns how many.
     async fn sweep_codes(&self) -> Result<u64>;
+    /// Sets (or with `None` removes) the domain's automatic-provisioning token.
+    async fn set_auto_token(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        token: Option<&SecretString>,
+    ) -> Result<()>;
+    async fn auto_token(&self, d: DomainId) -> Result<Option<SecretString>>;
+    /// Registers the phone of `r.mac` into `category` of `domain` when `token` is the
+    /// domain's automatic-provisioning token, in one transaction with `device.provisioned`.
+    /// `None` for a wrong domain, token or category, or a MAC that has a device: callers
+    /// answer all alike.
+    async fn auto_provision(
+        &self,
+        domain: &str,
+        token: &str,
+        category: &str,
+        r: &Redemption,
+    ) -> Result<Option<Redeemed>>;
 }
 
 /// Rollouts: one code per user.

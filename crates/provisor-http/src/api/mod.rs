@@ -96,6 +96,11 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
         .routes(routes!(codes::create))
+        .routes(routes!(
+            codes::set_auto,
+            codes::get_auto,
+            codes::delete_auto
+        ))
         .routes(routes!(rollouts::create))
         .routes(routes!(rollouts::get))
         .routes(routes!(portal::categories))

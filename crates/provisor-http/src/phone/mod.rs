@@ -457,6 +457,19 @@ async fn upload(
     }
 }
 
+/// What a phone's request tells of it, for a redemption.
+fn redemption_of(f: &Target<'_, '_>, mac: Mac, req: &Request<'_>) -> Redemption {
+    Redemption {
+        mac,
+        model: f.model.clone().unwrap_or_default(),
+        firmware: f.firmware.clone().unwrap_or_default(),
+        bootcode: String::new(),
+        reported_ip: String::new(),
+        ip: Some(req.ip),
+        vendor: f.vendor.id.clone(),
+    }
+}
+
 /// The password of an `Authorization: Basic` header (the user name is ignored).
 fn basic_password(headers: &HeaderMap) -> Option<String> {
     use base64::Engine as _;
@@ -662,6 +675,9 @@ impl Phones {
             }
             None => {
                 if let Some(f) = &found {
+                    if let Some(outcome) = self.auto_provisioning(store, f, mac, req).await? {
+                        return Ok(outcome);
+                    }
                     if let Some(outcome) = self.code_prompt(store, f, mac, req).await? {
                         return Ok(outcome);
                     }
@@ -727,29 +743,112 @@ impl Phones {
         let Some(code) = basic_password(req.headers) else {
             return Ok(None);
         };
-        let redemption = Redemption {
-            mac,
-            model: f.model.clone().unwrap_or_default(),
-            firmware: f.firmware.clone().unwrap_or_default(),
-            bootcode: String::new(),
-            reported_ip: String::new(),
-            ip: Some(req.ip),
-            vendor: f.vendor.id.clone(),
-        };
+        let redemption = redemption_of(f, mac, req);
         if !matches!(
             self.redeem(store, &code, &redemption).await?,
             CodeOutcome::Redeemed(_)
         ) {
             return Ok(None);
         }
+        self.serve_new(store, f, mac, req).await
+    }
+
+    /// The file of a device the request has just made (by a code or the domain's token),
+    /// disarmed: the file moves it to its tokenized URL.
+    async fn serve_new(
+        &self,
+        store: &dyn Store,
+        f: &Target<'_, '_>,
+        mac: Mac,
+        req: &Request<'_>,
+    ) -> provisor_store::Result<Option<Outcome>> {
         let Some(device) = store.phone_by_mac(mac).await? else {
             return Ok(None);
         };
-        // The code made it the device: its file, disarmed, as through its token.
         store.disarm(device.id).await?;
         let target = f.clone().for_device(&device);
         self.serve_device(&device, &target, req, self.own_url(&device))
             .map(Some)
+    }
+
+    /// Automatic provisioning: a device-file request of a MAC without a device whose query
+    /// names `domain`, `token` (the domain's automatic-provisioning token) and `category`
+    /// registers the MAC into that category and gets its file. A wrong token (or domain or
+    /// category) is answered like any unknown MAC, counted against the source IP and the
+    /// domain, and audited. `None`: not such a request, or refused.
+    async fn auto_provisioning(
+        &self,
+        store: &dyn Store,
+        f: &Target<'_, '_>,
+        mac: Mac,
+        req: &Request<'_>,
+    ) -> provisor_store::Result<Option<Outcome>> {
+        #[derive(serde::Deserialize)]
+        struct Auto {
+            domain: String,
+            token: String,
+            category: String,
+        }
+        let Some(auto) = req
+            .uri
+            .query()
+            .and_then(|q| serde_urlencoded::from_str::<Auto>(q).ok())
+        else {
+            return Ok(None);
+        };
+        let ip = req.ip.to_string();
+        let by_ip = format!("guess-ip:{ip}");
+        let by_domain = format!("auto-domain:{}", auto.domain.to_ascii_lowercase());
+        if self
+            .limiter
+            .locked(&by_ip)
+            .or_else(|| self.limiter.locked(&by_domain))
+            .is_some()
+        {
+            tracing::info!(ip, "automatic provisioning not tried: too many failures");
+            return Ok(None);
+        }
+        let redemption = redemption_of(f, mac, req);
+        if store
+            .auto_provision(&auto.domain, &auto.token, &auto.category, &redemption)
+            .await?
+            .is_some()
+        {
+            tracing::info!(%mac, domain = auto.domain, category = auto.category, ip, "device registered by automatic provisioning");
+            return self.serve_new(store, f, mac, req).await;
+        }
+        let limits = self.options.code_limits;
+        self.limiter.fail(&by_ip, limits.per_ip);
+        self.limiter.fail(&by_domain, limits.per_domain);
+        store
+            .record_audit(
+                &Actor(format!("phone:{ip}")),
+                "auto.refused",
+                &mac.to_string(),
+                serde_json::json!({"mac": mac, "ip": ip, "domain": auto.domain, "category": auto.category}),
+            )
+            .await?;
+        Ok(None)
+    }
+
+    /// The URL to roll out for automatic provisioning into `category` of `domain`: the
+    /// plain phone directory with every value percent-encoded.
+    pub fn auto_provisioning_url(&self, domain: &str, token: &str, category: &str) -> String {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        // Everything but RFC 3986's unreserved characters.
+        const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let enc = |v: &str| utf8_percent_encode(v, COMPONENT).to_string();
+        format!(
+            "{}?domain={}&token={}&category={}",
+            self.plain_url(),
+            enc(domain),
+            enc(token),
+            enc(category)
+        )
     }
 
     /// A file the catalog does not serve, which may be one a stored template adds for the

@@ -80,6 +80,9 @@ pub enum Command {
     Code(CodeCmd),
     #[command(subcommand)]
     Rollout(RolloutCmd),
+    /// A domain's automatic provisioning: devices register themselves into a category.
+    #[command(subcommand, name = "auto-provisioning")]
+    AutoProvisioning(AutoCmd),
     #[command(subcommand)]
     Firmware(FirmwareCmd),
     #[command(subcommand)]
@@ -282,6 +285,81 @@ pub enum CodeCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum AutoCmd {
+    /// Set the domain's token (a random one without --token; the old one stops working)
+    /// and print the URL for --category.
+    Set {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+    },
+    /// Print the URL to roll out for a category, every value encoded.
+    Url {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        category: String,
+    },
+    /// Turn automatic provisioning off.
+    Off {
+        #[arg(long)]
+        domain: String,
+    },
+}
+
+async fn auto_provisioning(
+    store: &dyn Store,
+    phones: &provisor_http::phone::Phones,
+    cmd: AutoCmd,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let actor = actor();
+    let (dn, category) = match &cmd {
+        AutoCmd::Set {
+            domain, category, ..
+        } => (domain.clone(), category.clone()),
+        AutoCmd::Url { domain, category } => (domain.clone(), Some(category.clone())),
+        AutoCmd::Off { domain } => (domain.clone(), None),
+    };
+    let d = store.domain(&dn).await?;
+    let token = match cmd {
+        AutoCmd::Set { token, .. } => {
+            let token = match token {
+                Some(t) if !t.is_empty() => SecretString::new(t),
+                Some(_) => bail!("--token must not be empty"),
+                None => provisor_domain::token::generate().secret,
+            };
+            store.set_auto_token(&actor, d.id, Some(&token)).await?;
+            token
+        }
+        AutoCmd::Url { .. } => store
+            .auto_token(d.id)
+            .await?
+            .with_context(|| format!("{dn} has no automatic-provisioning token; set one first"))?,
+        AutoCmd::Off { .. } => {
+            store.set_auto_token(&actor, d.id, None).await?;
+            return out.show(&serde_json::json!({"auto_provisioning": "off"}), || {
+                format!("automatic provisioning of {dn} is off")
+            });
+        }
+    };
+    let url = match &category {
+        Some(c) => {
+            store.category(d.id, c).await?;
+            Some(phones.auto_provisioning_url(&d.name, token.expose(), c))
+        }
+        None => None,
+    };
+    out.show(
+        &serde_json::json!({"token": token.expose(), "url": url}),
+        || url.clone().unwrap_or_else(|| token.expose().to_owned()),
+    )
+}
+
 /// Rollouts: one code per user, listed with each user's state.
 #[derive(Subcommand, Debug)]
 pub enum RolloutCmd {
@@ -442,6 +520,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template(cmd) => {
             let (phones, recording) = phones()?;
             let r = templates::template(store.as_ref(), &phones, cmd, &out).await;
+            drop(phones);
+            recording.finish(std::time::Duration::from_secs(5)).await;
+            r
+        }
+        Command::AutoProvisioning(cmd) => {
+            let (phones, recording) = phones()?;
+            let r = auto_provisioning(store.as_ref(), &phones, cmd, &out).await;
             drop(phones);
             recording.finish(std::time::Duration::from_secs(5)).await;
             r
@@ -620,6 +705,7 @@ async fn admin(
         | Command::DefaultConfig
         | Command::Firmware(_)
         | Command::Template(_)
+        | Command::AutoProvisioning(_)
         | Command::Render { .. } => {
             unreachable!("handled before")
         }

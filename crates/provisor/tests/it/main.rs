@@ -1,6 +1,7 @@
 //! Black-box tests of the `provisor` binary and its HTTP API, on SQLite and PostgreSQL.
 
 mod api;
+mod auto;
 mod bulk;
 mod cli;
 mod codes;
