@@ -197,6 +197,32 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
+/// A subscriber that gets a domain's events POSTed, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Webhook {
+    pub id: i64,
+    pub url: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    /// The id of the last event delivered.
+    pub cursor: i64,
+    /// Failed attempts at the next event, and when the next attempt is due.
+    pub failures: u32,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// One attempt to deliver an event to a webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: i64,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    /// The HTTP status the subscriber answered; none if it could not be reached.
+    pub status: Option<u16>,
+    pub error: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct AuditEntry {
     pub id: i64,

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 mod ops;
 pub mod phone;
+pub mod webhooks;
 
 use std::sync::Arc;
 

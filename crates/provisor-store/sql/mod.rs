@@ -17,6 +17,7 @@ mod firmware;
 mod phones;
 mod templates;
 mod tokens;
+mod webhooks;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

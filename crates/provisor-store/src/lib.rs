@@ -554,6 +554,46 @@ pub trait RolloutStore: Send + Sync {
     async fn rollout(&self, d: DomainId, id: i64) -> Result<(Rollout, Vec<RolloutEntry>)>;
 }
 
+/// A webhook whose next delivery is due, with what delivering needs.
+#[derive(Clone, Debug)]
+pub struct DueWebhook {
+    pub id: i64,
+    pub domain: DomainId,
+    pub url: String,
+    pub secret: SecretString,
+    pub cursor: i64,
+    pub failures: u32,
+}
+
+/// Webhooks and their delivery log.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// A webhook that gets the domain's events from now on.
+    async fn create_webhook(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        url: &str,
+        secret: &SecretString,
+    ) -> Result<Webhook>;
+    async fn list_webhooks(&self, d: DomainId) -> Result<Vec<Webhook>>;
+    async fn delete_webhook(&self, actor: &Actor, d: DomainId, id: i64) -> Result<()>;
+    /// The latest attempts, newest first.
+    async fn deliveries(&self, d: DomainId, id: i64, limit: u32) -> Result<Vec<Delivery>>;
+    /// Webhooks whose next attempt is due now.
+    async fn due_webhooks(&self, limit: u32) -> Result<Vec<DueWebhook>>;
+    /// Logs an attempt at `event_id`; a delivered event moves the cursor past it, a failed
+    /// one sets the next attempt to `retry_at` (ms).
+    async fn record_delivery(
+        &self,
+        webhook: i64,
+        event_id: i64,
+        status: Option<u16>,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<()>;
+}
+
 /// The event log.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -571,6 +611,7 @@ pub trait Store:
     + CodeStore
     + RolloutStore
     + EventStore
+    + WebhookStore
     + TokenStore
     + AuditStore
     + BulkStore
@@ -591,6 +632,7 @@ impl<T> Store for T where
         + CodeStore
         + RolloutStore
         + EventStore
+        + WebhookStore
         + TokenStore
         + AuditStore
         + BulkStore

@@ -64,11 +64,21 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let (mut config, data_dir) = fresh_config(backend).await?;
     change(&mut config);
+    Some(start(config, data_dir, None).await)
+}
+
+/// Starts Provisor on `config` (free ports); `token`: the operator token of an earlier
+/// start, none for a fresh installation (which issues one).
+async fn start(config: Config, data_dir: TempDir, token: Option<String>) -> TestApp {
     let store = startup::open_store(&config).await.expect("the store opens");
-    let token = startup::bootstrap_token(store.as_ref(), &config.data_dir)
+    let issued = startup::bootstrap_token(store.as_ref(), &config.data_dir)
         .await
-        .expect("the first token")
-        .expect("a fresh installation issues a token");
+        .expect("the first token");
+    let token = match (token, issued) {
+        (Some(t), _) => SecretString::new(t),
+        (None, Some(t)) => t,
+        (None, None) => panic!("a fresh installation issues a token"),
+    };
     let listeners = startup::bind(&config).await.expect("free ports");
     let address = listeners.http.local_addr().expect("a bound address");
     let https_address = listeners
@@ -89,7 +99,7 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) 
             .await
         }
     });
-    Some(TestApp {
+    TestApp {
         address,
         base: format!("http://{address}"),
         https_base: https_address.map(|a| format!("https://{a}")),
@@ -100,7 +110,7 @@ pub async fn spawn_app_with(backend: Backend, change: impl FnOnce(&mut Config)) 
         data_dir,
         shutdown: Some(tx),
         server: Some(server),
-    })
+    }
 }
 
 /// An HTTP answer, read whole.
@@ -277,8 +287,18 @@ impl TestApp {
         t["token"].as_str().expect("a token").to_owned()
     }
 
-    /// Stops the server as SIGTERM would and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server as SIGTERM would, and starts it again on the same data directory
+    /// and database (on new ports).
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown_and_wait().await;
+        let data_dir = std::mem::replace(
+            &mut self.data_dir,
+            tempfile::tempdir().expect("a temporary directory"),
+        );
+        start(self.config.clone(), data_dir, Some(self.token.clone())).await
+    }
+
+    async fn shutdown_and_wait(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -288,6 +308,11 @@ impl TestApp {
                 .expect("the server task")
                 .expect("a clean shutdown");
         }
+    }
+
+    /// Stops the server as SIGTERM would and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown_and_wait().await;
     }
 }
 

@@ -53,6 +53,11 @@ pub struct Config {
     pub login_failures_per_domain: u32,
     pub code_failure_window_seconds: u64,
     pub code_lockout_seconds: u64,
+    /// Webhooks: the first retry's delay (doubling per failure up to the maximum) and how
+    /// long a delivery may take.
+    pub webhook_retry_base_seconds: u64,
+    pub webhook_retry_max_seconds: u64,
+    pub webhook_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -83,6 +88,9 @@ impl Default for Config {
             login_failures_per_domain: 50,
             code_failure_window_seconds: 600,
             code_lockout_seconds: 900,
+            webhook_retry_base_seconds: 5,
+            webhook_retry_max_seconds: 600,
+            webhook_timeout_seconds: 10,
         }
     }
 }
@@ -100,7 +108,10 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 25] = [
+const ENV_KEYS: [&str; 28] = [
+    "webhook_retry_base_seconds",
+    "webhook_retry_max_seconds",
+    "webhook_timeout_seconds",
     "login_failures_per_domain",
     "code_failures_per_ip",
     "code_failures_total",
@@ -288,6 +299,12 @@ code_failures_total = 100
 login_failures_per_domain = 50
 code_failure_window_seconds = 600
 code_lockout_seconds = 900
+
+# Webhooks get each domain's events in order; a failed delivery is retried after
+# webhook_retry_base_seconds, doubling per failure up to webhook_retry_max_seconds.
+webhook_retry_base_seconds = 5
+webhook_retry_max_seconds = 600
+webhook_timeout_seconds = 10
 
 # HTTPS next to HTTP: phones bootstrap on HTTP, and the files that move a device to its
 # tokenized URL then point at HTTPS. A certificate chain and key (PEM, --tls-cert and

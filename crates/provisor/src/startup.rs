@@ -398,6 +398,16 @@ pub async fn run(
     let app = provisor_http::app(AppState::new(store.clone(), phones));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let sweeper = spawn_sweeper(store.clone(), stopping_rx.clone());
+    let webhooks = provisor_http::webhooks::spawn(
+        store.clone(),
+        provisor_http::webhooks::WebhookOptions {
+            retry_base: Duration::from_secs(config.webhook_retry_base_seconds.max(1)),
+            retry_max: Duration::from_secs(config.webhook_retry_max_seconds.max(1)),
+            timeout: Duration::from_secs(config.webhook_timeout_seconds.max(1)),
+            poll: Duration::from_secs(1),
+        },
+        stopping_rx.clone(),
+    );
     let stopped = move || {
         let mut rx = stopping_rx.clone();
         async move {
@@ -440,7 +450,10 @@ pub async fn run(
         () = deadline => tracing::warn!("requests still running after the shutdown grace period; exiting anyway"),
     }
     recording.finish(Duration::from_secs(5)).await;
-    let _ = sweeper.await;
+    // Both stop at their next step; a webhook delivery under way is not waited for long
+    // (its event is delivered again after the restart).
+    let _ = tokio::time::timeout(Duration::from_secs(5), sweeper).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), webhooks).await;
     store.close().await;
     Ok(())
 }

@@ -47,9 +47,18 @@ pub struct EventsQuery {
     after: i64,
     /// At most this many (1 to 1000, default 100).
     limit: Option<u32>,
+    /// Long-poll: if there is nothing after `after`, wait up to this many seconds (at most
+    /// 60) for the next event.
+    wait: Option<u64>,
 }
 
-/// The domain's events after a cursor, oldest first: `device.provisioned`, `code.expired`, ….
+/// How often a long-polling request looks again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The domain's events after a cursor, oldest first (`device.provisioned`,
+/// `device.registered`, `code.expired`, `rollout.completed`); with `wait`, a long-poll. A
+/// connector keeps the last `id` it handled and asks for what came after, so it misses
+/// nothing while it was away.
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/events", tag = "codes", params(("domain" = String, Path), EventsQuery),
     responses((status = 200, body = Vec<Event>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn events(
@@ -57,11 +66,18 @@ pub async fn events(
     d: InDomain,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Vec<Event>>> {
-    Ok(Json(
-        st.store
+    let until =
+        tokio::time::Instant::now() + std::time::Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    loop {
+        let events = st
+            .store
             .list_events(d.id(), q.after, q.limit.unwrap_or(100))
-            .await?,
-    ))
+            .await?;
+        if !events.is_empty() || tokio::time::Instant::now() >= until {
+            return Ok(Json(events));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -19,6 +19,7 @@ mod rollouts;
 mod templates;
 mod tokens;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -96,6 +97,9 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
         .routes(routes!(codes::create))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(
             codes::set_auto,
             codes::get_auto,

@@ -13,3 +13,4 @@ mod rollouts;
 mod startup;
 mod templates;
 mod tls;
+mod webhooks;
