@@ -43,8 +43,8 @@ pub struct PhonePolicy {
     pub record_unassigned: bool,
     /// How long a provisioning code is valid, in seconds (at least 1).
     pub code_seconds: u32,
-    /// How long a rollout's codes are valid, in days (1 to 365).
-    pub rollout_days: u32,
+    /// How long a rollout's codes are valid, in seconds (1 to 365 days; 7 days by default).
+    pub rollout_seconds: u32,
 }
 
 impl Default for PhonePolicy {
@@ -59,7 +59,7 @@ impl Default for PhonePolicy {
             token_grace_minutes: 24 * 60,
             record_unassigned: false,
             code_seconds: 600,
-            rollout_days: 7,
+            rollout_seconds: 7 * 86_400,
         }
     }
 }
@@ -81,10 +81,10 @@ impl PhonePolicy {
         };
         minutes("arm_minutes", self.arm_minutes)?;
         minutes("token_grace_minutes", self.token_grace_minutes)?;
-        if !(1..=365).contains(&self.rollout_days) {
+        if !(1..=365 * 86_400).contains(&self.rollout_seconds) {
             return Err(crate::Invalid::new(
-                "phone_policy.rollout_days",
-                "must be 1 to 365",
+                "phone_policy.rollout_seconds",
+                "must be 1 second to 365 days",
             ));
         }
         if self.code_seconds == 0 || self.code_seconds > Self::MAX_MINUTES * 60 {

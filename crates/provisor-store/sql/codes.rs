@@ -504,7 +504,7 @@ impl RolloutStore for SqlStore {
         }
         let policy = policy_of(&mut tx, d).await?;
         let created = now();
-        let valid_until = created + i64::from(policy.rollout_days) * 86_400_000;
+        let valid_until = created + i64::from(policy.rollout_seconds) * 1000;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO rollouts (domain_id, category_id, phone, created_at, created_by, valid_until) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

@@ -542,7 +542,7 @@ pub trait CodeStore: Send + Sync {
 #[async_trait]
 pub trait RolloutStore: Send + Sync {
     /// Makes one code per user (all of them or, if a user is unknown, none), valid for the
-    /// domain's `rollout_days`.
+    /// domain's `rollout_seconds`.
     async fn create_rollout(
         &self,
         actor: &Actor,

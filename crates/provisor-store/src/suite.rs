@@ -64,6 +64,7 @@ macro_rules! store_suite {
             codes_redeem_once,
             codes_race_and_expire,
             rollouts_list_every_user,
+            rollouts_expire,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -3968,4 +3969,64 @@ pub async fn rollouts_list_every_user(s: Arc<dyn Store>) {
     assert_eq!(s.rollout(a, r.id).await.unwrap().1.len(), 2);
     let audit = serde_json::to_string(&s.list_audit(Some(a), all()).await.unwrap().items).unwrap();
     assert!(audit.contains("rollout.create") && !audit.contains(entries[0].code.expose()));
+}
+
+pub async fn rollouts_expire(s: Arc<dyn Store>) {
+    use provisor_domain::code::CodeState;
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({"rollout_seconds": 1})).await;
+    new_user(s, a, "bob").await;
+    let r = s
+        .create_rollout(
+            &actor(),
+            a,
+            None,
+            "",
+            &["alice".to_owned(), "bob".to_owned()],
+        )
+        .await
+        .unwrap();
+    let (_, entries) = s.rollout(a, r.id).await.unwrap();
+    s.redeem_code(entries[0].code.expose(), &redemption(mac("001565aabb51")))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Expired before the sweep, and refused.
+    let (progress, entries) = s.rollout(a, r.id).await.unwrap();
+    assert_eq!(
+        (progress.pending, progress.registered, progress.expired),
+        (0, 1, 1)
+    );
+    assert_eq!(entries[1].state, CodeState::Expired);
+    assert!(
+        s.redeem_code(entries[1].code.expose(), &redemption(mac("001565aabb52")))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The sweep keeps it listed, says so, and completes the rollout.
+    assert_eq!(s.sweep_codes().await.unwrap(), 1);
+    let (done, entries) = s.rollout(a, r.id).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].state, CodeState::Expired);
+    assert!(done.completed_at.is_some());
+    let log = events(s, a).await;
+    let expired: Vec<&Event> = log.iter().filter(|e| e.kind == "code.expired").collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].payload["user"], "bob");
+    assert_eq!(expired[0].payload["rollout_id"], r.id);
+    let completed: Vec<&Event> = log
+        .iter()
+        .filter(|e| e.kind == "rollout.completed")
+        .collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        (
+            completed[0].payload["registered"].as_i64(),
+            completed[0].payload["expired"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(s.sweep_codes().await.unwrap(), 0, "expired once");
 }

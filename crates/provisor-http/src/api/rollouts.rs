@@ -32,7 +32,7 @@ pub struct RolloutView {
     entries: Vec<RolloutEntry>,
 }
 
-/// One code per user, valid for the domain's `phone_policy.rollout_days` (7); all users or,
+/// One code per user, valid for the domain's `phone_policy.rollout_seconds` (7 days); all users or,
 /// if one is unknown, none.
 #[utoipa::path(post, path = "/api/v1/domains/{domain}/rollouts", tag = "codes", params(("domain" = String, Path)),
     request_body = NewRollout,
