@@ -197,6 +197,21 @@ pub struct Event {
     pub payload: serde_json::Value,
 }
 
+/// A softphone installation: a device of its user (kind softphone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Install {
+    pub id: i64,
+    pub user: String,
+    /// `sessiontalk`, `acrobits`, `linphone`.
+    pub app: String,
+    pub install_id: String,
+    pub first_contact: DateTime<Utc>,
+    pub last_contact: DateTime<Utc>,
+    pub last_ip: String,
+    pub user_agent: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// A subscriber that gets a domain's events POSTed, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Webhook {

@@ -131,6 +131,91 @@ fn dummy_hash() -> String {
     .clone()
 }
 
+/// What a portal login comes to.
+pub enum Login {
+    Valid(Portal),
+    /// The right password of a disabled user.
+    Disabled(Portal),
+    /// Unknown domain or user, no portal password, or a wrong one: all alike.
+    Refused,
+    /// Too many failures from this address or for this domain; retry after.
+    Locked(std::time::Duration),
+}
+
+/// Checks a portal login (`user@domain`, password) from `ip` under the shared limits; every
+/// failure is counted and audited.
+pub async fn portal_login(
+    state: &AppState,
+    ip: &str,
+    login: &str,
+    password: String,
+) -> ApiResult<Login> {
+    let Some((username, domain_name)) = login
+        .rsplit_once('@')
+        .map(|(u, d)| (u.to_owned(), d.to_ascii_lowercase()))
+    else {
+        return Ok(Login::Refused);
+    };
+    let limiter = state.phones.limiter();
+    let limits = state.phones.options().code_limits;
+    let by_ip = format!("guess-ip:{ip}");
+    let by_domain = format!("login-domain:{domain_name}");
+    if let Some(wait) = limiter
+        .locked(&by_ip)
+        .or_else(|| limiter.locked(&by_domain))
+    {
+        return Ok(Login::Locked(wait));
+    }
+    let domain = match state.store.domain(&domain_name).await {
+        Ok(d) => Some(d),
+        Err(provisor_store::StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let user = match &domain {
+        Some(d) => match state.store.user(d.id, &username).await {
+            Ok(u) => Some(u),
+            Err(provisor_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let hash = match (&domain, &user) {
+        (Some(d), Some(_)) => state.store.user_password_hash(d.id, &username).await?,
+        _ => None,
+    };
+    let known = hash.is_some();
+    let secret = provisor_domain::secret::SecretString::new(password);
+    let matches = tokio::task::spawn_blocking(move || {
+        let hash = hash.unwrap_or_else(dummy_hash);
+        provisor_domain::password::verify(&secret, &hash)
+    })
+    .await?;
+    match (domain, user) {
+        (Some(domain), Some(user)) if known && matches => {
+            let portal = Portal { domain, username };
+            Ok(if user.enabled {
+                Login::Valid(portal)
+            } else {
+                Login::Disabled(portal)
+            })
+        }
+        _ => {
+            limiter.fail(&by_ip, limits.per_ip);
+            limiter.fail(&by_domain, limits.per_domain);
+            state
+                .store
+                .record_audit(
+                    &Actor(format!("portal:{ip}")),
+                    "login.refused",
+                    login,
+                    serde_json::json!({"ip": ip, "login": login}),
+                )
+                .await?;
+            Ok(Login::Refused)
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Portal {
     type Rejection = ApiError;
 
@@ -155,56 +240,10 @@ impl FromRequestParts<AppState> for Portal {
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|t| t.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
             .ok_or(ApiError::PortalLogin)?;
-        let (username, domain_name) = login
-            .rsplit_once('@')
-            .map(|(u, d)| (u.to_owned(), d.to_ascii_lowercase()))
-            .ok_or(ApiError::PortalLogin)?;
-        let limiter = state.phones.limiter();
-        let limits = state.phones.options().code_limits;
-        let by_ip = format!("guess-ip:{ip}");
-        let by_domain = format!("login-domain:{domain_name}");
-        if let Some(wait) = limiter
-            .locked(&by_ip)
-            .or_else(|| limiter.locked(&by_domain))
-        {
-            return Err(ApiError::TooManyAttempts(wait));
-        }
-        let domain = match state.store.domain(&domain_name).await {
-            Ok(d) => Some(d),
-            Err(provisor_store::StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let hash = match &domain {
-            Some(d) => match state.store.user_password_hash(d.id, &username).await {
-                Ok(hash) => hash,
-                Err(provisor_store::StoreError::NotFound(_)) => None,
-                Err(e) => return Err(e.into()),
-            },
-            None => None,
-        };
-        let known = hash.is_some();
-        let secret = provisor_domain::secret::SecretString::new(password);
-        let matches = tokio::task::spawn_blocking(move || {
-            let hash = hash.unwrap_or_else(dummy_hash);
-            provisor_domain::password::verify(&secret, &hash)
-        })
-        .await?;
-        match domain {
-            Some(domain) if known && matches => Ok(Portal { domain, username }),
-            _ => {
-                limiter.fail(&by_ip, limits.per_ip);
-                limiter.fail(&by_domain, limits.per_domain);
-                state
-                    .store
-                    .record_audit(
-                        &Actor(format!("portal:{ip}")),
-                        "login.refused",
-                        &login,
-                        serde_json::json!({"ip": ip, "login": login}),
-                    )
-                    .await?;
-                Err(ApiError::PortalLogin)
-            }
+        match portal_login(state, &ip, &login, password).await? {
+            Login::Valid(p) => Ok(p),
+            Login::Disabled(_) | Login::Refused => Err(ApiError::PortalLogin),
+            Login::Locked(wait) => Err(ApiError::TooManyAttempts(wait)),
         }
     }
 }

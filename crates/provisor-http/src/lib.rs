@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 mod ops;
 pub mod phone;
+pub mod softphone;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
         .merge(phone::router(&base_path))
+        .merge(softphone::router())
         .merge(ops::router())
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(axum::middleware::from_fn_with_state(

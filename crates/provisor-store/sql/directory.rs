@@ -151,7 +151,7 @@ async fn category_row(c: &mut Conn, d: DomainId, name: &str) -> Result<Category>
     .ok_or(StoreError::NotFound("category"))
 }
 
-async fn user_row(c: &mut Conn, d: DomainId, username: &str) -> Result<User> {
+pub(super) async fn user_row(c: &mut Conn, d: DomainId, username: &str) -> Result<User> {
     sqlx::query_as::<_, UserRow>(&format!(
         "SELECT {USER_COLS} FROM users WHERE domain_id = $1 AND username = $2"
     ))

@@ -14,6 +14,7 @@ mod codes;
 mod devices;
 mod directory;
 mod firmware;
+mod installs;
 mod phones;
 mod templates;
 mod tokens;

@@ -594,6 +594,54 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// What a softphone of a user gets: the user, their SIP accounts with passwords, and the
+/// settings layers (domain, user).
+#[derive(Clone, Debug)]
+pub struct SoftphoneUser {
+    pub user: User,
+    pub accounts: Vec<provisor_domain::phone::PhoneLine>,
+    pub layers: Vec<provisor_domain::settings::Settings>,
+}
+
+/// An installation as a provisioning request finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallSeen {
+    pub id: i64,
+    /// Whether it was new (first provisioning), or another user's until now.
+    pub new: bool,
+    pub revoked: bool,
+    /// What it received last time.
+    pub digest: String,
+}
+
+/// Softphone installations and what they are given.
+#[async_trait]
+pub trait SoftphoneStore: Send + Sync {
+    async fn softphone_user(&self, d: DomainId, username: &str) -> Result<SoftphoneUser>;
+    /// Records a contact of `app`'s installation `install_id` for the user (created on the
+    /// first one; a revoked one stays revoked).
+    async fn install_contact(
+        &self,
+        d: DomainId,
+        username: &str,
+        app: &str,
+        install_id: &str,
+        ip: &str,
+        user_agent: &str,
+    ) -> Result<InstallSeen>;
+    /// What the installation has now been given.
+    async fn install_delivered(&self, id: i64, digest: &str) -> Result<()>;
+    async fn list_installs(&self, d: DomainId, username: &str) -> Result<Vec<Install>>;
+    /// Revokes the user's installation: its next provisioning takes its accounts away.
+    async fn revoke_install(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        username: &str,
+        id: i64,
+    ) -> Result<()>;
+}
+
 /// The event log.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -612,6 +660,7 @@ pub trait Store:
     + RolloutStore
     + EventStore
     + WebhookStore
+    + SoftphoneStore
     + TokenStore
     + AuditStore
     + BulkStore
@@ -633,6 +682,7 @@ impl<T> Store for T where
         + RolloutStore
         + EventStore
         + WebhookStore
+        + SoftphoneStore
         + TokenStore
         + AuditStore
         + BulkStore

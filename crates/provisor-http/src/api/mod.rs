@@ -13,6 +13,7 @@ mod codes;
 mod devices;
 mod domains;
 mod firmware;
+mod installs;
 mod portal;
 mod provisioning;
 mod rollouts;
@@ -108,6 +109,10 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(rollouts::create))
         .routes(routes!(rollouts::get))
         .routes(routes!(portal::categories))
+        .routes(routes!(installs::list))
+        .routes(routes!(installs::revoke))
+        .routes(routes!(installs::list_own))
+        .routes(routes!(installs::revoke_own))
         .routes(routes!(portal::create_code))
         .routes(routes!(codes::events))
         .routes(routes!(templates::render))

@@ -10,6 +10,7 @@ mod isolation;
 mod ops;
 mod phones;
 mod rollouts;
+mod softphones;
 mod startup;
 mod templates;
 mod tls;

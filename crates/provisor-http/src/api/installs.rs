@@ -1,0 +1,60 @@
+//! Softphone installations of a user: listed and revoked by an admin or by the user.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use provisor_domain::model::Install;
+
+use crate::AppState;
+use crate::auth::{InDomain, Portal};
+use crate::error::{ApiResult, Problem};
+use crate::extract::{Json, Path};
+
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/users/{username}/installs", tag = "users",
+    params(("domain" = String, Path), ("username" = String, Path)),
+    responses((status = 200, body = Vec<Install>), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn list(
+    State(st): State<AppState>,
+    d: InDomain,
+    Path((_, username)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<Install>>> {
+    Ok(Json(st.store.list_installs(d.id(), &username).await?))
+}
+
+/// Revokes an installation: its next provisioning takes the accounts away.
+#[utoipa::path(delete, path = "/api/v1/domains/{domain}/users/{username}/installs/{id}", tag = "users",
+    params(("domain" = String, Path), ("username" = String, Path), ("id" = i64, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn revoke(
+    State(st): State<AppState>,
+    d: InDomain,
+    Path((_, username, id)): Path<(String, String, i64)>,
+) -> ApiResult<StatusCode> {
+    st.store
+        .revoke_install(d.actor(), d.id(), &username, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user's softphone installations.
+#[utoipa::path(get, path = "/api/v1/self/installs", tag = "self-service", security(("portal" = [])),
+    responses((status = 200, body = Vec<Install>), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn list_own(State(st): State<AppState>, p: Portal) -> ApiResult<Json<Vec<Install>>> {
+    Ok(Json(
+        st.store.list_installs(p.domain.id, &p.username).await?,
+    ))
+}
+
+/// Revokes one of the signed-in user's installations.
+#[utoipa::path(delete, path = "/api/v1/self/installs/{id}", tag = "self-service", security(("portal" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+pub async fn revoke_own(
+    State(st): State<AppState>,
+    p: Portal,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    st.store
+        .revoke_install(&p.actor(), p.domain.id, &p.username, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

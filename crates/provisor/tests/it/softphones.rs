@@ -1,0 +1,152 @@
+//! Softphone apps: SessionTalk's requests as the app sends them (seed 003): first
+//! provisioning, unchanged and changed re-provisioning, a revoked installation, a disabled
+//! user, a wrong password.
+
+use provisor_testkit::{TestApp, both};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const DOMAIN: &str = "acme.example.com";
+const LOGIN: &str = "jbloggs@acme.example.com";
+const PASSWORD: &str = "7578743843-pw";
+
+async fn setup(app: &TestApp) {
+    app.create_domain(DOMAIN).await;
+    app.post(
+        &format!("/api/v1/domains/{DOMAIN}/users"),
+        json!({"username": "jbloggs", "password": PASSWORD, "settings": {"messaging": true}}),
+    )
+    .await
+    .expect(201);
+    app.post(
+        &format!("/api/v1/domains/{DOMAIN}/users/jbloggs/accounts"),
+        json!({"sip_user": "user1", "password": "29de?8", "auth_user": "629456",
+               "registrar": "pbx.example.com", "outbound_proxy": "proxy.example.com:5061", "transport": "tls"}),
+    )
+    .await
+    .expect(201);
+}
+
+/// The request exactly as the app sends it.
+async fn provision(app: &TestApp, password: &str, reprovision: bool, device: &str) -> Value {
+    let url = format!(
+        "{}/sessiontalk/provisioning?username={}&password={}&reprovision={reprovision}&deviceId={device}",
+        app.base,
+        LOGIN.replace('@', "%40"),
+        password
+    );
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("connection", "close")
+        .header("cache-control", "max-age=0")
+        .header("user-agent", "SessionTalk/6.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+both!(sessiontalk_provisioning, sessiontalk);
+async fn sessiontalk(app: TestApp) {
+    setup(&app).await;
+    let device = "3kQs875391li29";
+
+    let first = provision(&app, PASSWORD, false, device).await;
+    assert_eq!(first["update"], true, "{first}");
+    assert_eq!(first["errmsg"], "");
+    assert_eq!(
+        first["sipaccounts"],
+        json!([{
+            "sipusername": "user1", "sippassword": "29de?8", "authusername": "629456",
+            "transport": "TLS", "proxy": "proxy.example.com:5061",
+            "srtp": "Enabled", "messaging": "Enabled", "video": "Enabled", "callrecording": "Disabled"
+        }])
+    );
+    // Unchanged: the app keeps its accounts.
+    let again = provision(&app, PASSWORD, true, device).await;
+    assert_eq!(again["update"], false, "{again}");
+    // Changed: the new password reaches the app.
+    let accounts = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/accounts"))
+        .await
+        .expect(200);
+    let id = accounts["items"][0]["id"].as_i64().unwrap();
+    app.patch(
+        &format!("/api/v1/domains/{DOMAIN}/accounts/{id}"),
+        json!({"password": "n3w-pw"}),
+    )
+    .await
+    .expect(200);
+    let changed = provision(&app, PASSWORD, true, device).await;
+    assert_eq!(changed["update"], true);
+    assert_eq!(changed["sipaccounts"][0]["sippassword"], "n3w-pw");
+    assert_eq!(
+        provision(&app, PASSWORD, true, device).await["update"],
+        false
+    );
+
+    // Another installation is its own device; revoking one takes its accounts away.
+    let other = provision(&app, PASSWORD, false, "second-install").await;
+    assert_eq!(other["update"], true);
+    let installs = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/installs"))
+        .await
+        .expect(200);
+    assert_eq!(installs.as_array().unwrap().len(), 2);
+    assert_eq!(installs[0]["app"], "sessiontalk");
+    assert_eq!(installs[0]["install_id"], device);
+    assert_eq!(installs[0]["user_agent"], "SessionTalk/6.0.0");
+    let second = installs[1]["id"].as_i64().unwrap();
+    app.delete(&format!(
+        "/api/v1/domains/{DOMAIN}/users/jbloggs/installs/{second}"
+    ))
+    .await
+    .expect(204);
+    let revoked = provision(&app, PASSWORD, true, "second-install").await;
+    assert_eq!(
+        (revoked["update"].clone(), revoked["sipaccounts"].clone()),
+        (json!(true), json!([]))
+    );
+    assert_eq!(
+        provision(&app, PASSWORD, true, device).await["update"],
+        false,
+        "the other is untouched"
+    );
+
+    // Wrong password: the app shows the message and keeps nothing new.
+    let wrong = provision(&app, "guess", true, device).await;
+    assert_eq!(wrong["update"], false);
+    assert_eq!(wrong["sipaccounts"], json!([]));
+    assert!(!wrong["errmsg"].as_str().unwrap().is_empty());
+    // The user is disabled: the app removes the accounts.
+    app.patch(
+        &format!("/api/v1/domains/{DOMAIN}/users/jbloggs"),
+        json!({"enabled": false}),
+    )
+    .await
+    .expect(200);
+    let disabled = provision(&app, PASSWORD, true, device).await;
+    assert_eq!(
+        (disabled["update"].clone(), disabled["sipaccounts"].clone()),
+        (json!(true), json!([]))
+    );
+    // A disabled user cannot sign in to self-service either.
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/v1/self/categories", app.base))
+        .basic_auth(LOGIN, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    // No credential in the audit log.
+    let audit = app
+        .call(
+            Method::GET,
+            "/api/v1/audit?limit=100",
+            Some(&app.token),
+            None,
+        )
+        .await;
+    assert!(!audit.text.contains("guess") && !audit.text.contains(PASSWORD));
+}
