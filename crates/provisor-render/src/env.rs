@@ -83,7 +83,9 @@ fn format_value(
     if value.is_none() {
         return Ok(());
     }
-    let text = value.to_string();
+    // Lists and maps are written under the cap of stored templates (their own values are
+    // capped where they are made).
+    let text = crate::stored::text(value)?.into_owned();
     if value.is_safe() {
         return out.write_str(&text).map_err(failed);
     }
@@ -125,10 +127,13 @@ fn configure(env: &mut Environment<'static>, quoted: Vec<String>) {
     });
     env.set_formatter(format_value);
     // Escaped for XML whatever the file's name says (imported templates whose text is XML).
-    env.add_filter("xml", |text: String| {
+    // Line breaks as character references, so the value stays on its line in any file.
+    env.add_filter("xml", |value: Value| {
+        let text = crate::stored::text(&value)?;
         let mut escaped = String::with_capacity(text.len());
         xml_escape(&text, &mut escaped);
-        Value::from_safe_string(escaped)
+        let escaped = escaped.replace('\r', "&#13;").replace('\n', "&#10;");
+        Ok::<_, TemplateError>(Value::from_safe_string(escaped))
     });
     // `https://h/p/` → `https` and `h/p/`, for vendors that take them apart.
     env.add_filter("url_scheme", |url: String| {

@@ -5,13 +5,16 @@
 //! limits when a phone fetches them:
 //!
 //! - at most [`MAX_SOURCE`] bytes of source;
-//! - no operator that can build a value of any size from small ones (`~`, `*`, `**`, `+`
-//!   except with a whole number on the right), no macros, captures, includes or blocks:
-//!   together with the capped filters below, no value can grow beyond a fixed multiple of
-//!   the largest input;
-//! - only the filters, tests and functions listed here, the growing ones (`join`, `string`,
-//!   `replace`) refusing results over [`MAX_VALUE`] bytes, `range` at most [`MAX_RANGE`]
-//!   items;
+//! - before anything is compiled (minijinja folds constant expressions while compiling),
+//!   the tokens are checked: no `~`, `*`, `**`, and `+` only with a whole number after it;
+//! - in the compiled template: no lists or maps built from values (constant ones are
+//!   fine), no macros, captures, `autoescape` blocks, includes (but of a built-in template
+//!   by name) or blocks. So every list or map a template handles is the context's, a
+//!   constant, a `range`, or filtered from these: nothing nests or repeats beyond what the
+//!   source and the context hold;
+//! - only the filters, tests and functions listed here; every conversion of a value to
+//!   text (printing, `string`, `join`, `replace`, the string filters) is refused beyond
+//!   [`MAX_VALUE`] bytes before it is built, `range` gives at most [`MAX_RANGE`] items;
 //! - a fuel budget (instructions) and a recursion limit;
 //! - at most [`MAX_OUTPUT`] bytes of output.
 //!
@@ -34,7 +37,7 @@ pub const MAX_SOURCE: usize = 64 * 1024;
 pub const MAX_VALUE: usize = 64 * 1024;
 pub const MAX_OUTPUT: usize = 512 * 1024;
 pub const MAX_RANGE: usize = 1024;
-const FUEL: u64 = 100_000;
+const FUEL: u64 = 50_000;
 const RECURSION: usize = 16;
 
 /// What is wrong with a template, and where (1-based line and column).
@@ -49,7 +52,6 @@ pub struct TemplateProblem {
 /// The filters a stored template may use.
 const FILTERS: &[&str] = &[
     "abs",
-    "batch",
     "bool",
     "capitalize",
     "count",
@@ -67,7 +69,6 @@ const FILTERS: &[&str] = &[
     "length",
     "list",
     "lower",
-    "map",
     "max",
     "min",
     "reject",
@@ -77,7 +78,6 @@ const FILTERS: &[&str] = &[
     "round",
     "select",
     "selectattr",
-    "slice",
     "sort",
     "string",
     "title",
@@ -163,17 +163,75 @@ fn too_large(what: &str) -> TemplateError {
     )
 }
 
-fn capped(value: String, what: &str) -> Result<String, TemplateError> {
-    if value.len() > MAX_VALUE {
-        Err(too_large(what))
+/// A value as text, refused beyond `MAX_VALUE` bytes before it is built.
+pub(crate) fn text(value: &Value) -> Result<std::borrow::Cow<'_, str>, TemplateError> {
+    if let Some(s) = value.as_str() {
+        return Ok(std::borrow::Cow::Borrowed(s));
+    }
+    let mut out = String::new();
+    write_text(value, &mut out)?;
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+fn push_capped(out: &mut String, piece: &str, what: &str) -> Result<(), TemplateError> {
+    if out.len() + piece.len() > MAX_VALUE {
+        return Err(too_large(what));
+    }
+    out.push_str(piece);
+    Ok(())
+}
+
+/// Lists and maps as minijinja writes them (`[1, "a"]`, `{"k": 1}`), within the cap.
+fn write_text(value: &Value, out: &mut String) -> Result<(), TemplateError> {
+    match value.kind() {
+        ValueKind::Seq | ValueKind::Iterable => {
+            push_capped(out, "[", "a value")?;
+            for (i, item) in value.try_iter()?.enumerate() {
+                if i > 0 {
+                    push_capped(out, ", ", "a value")?;
+                }
+                write_item(&item, out)?;
+            }
+            push_capped(out, "]", "a value")
+        }
+        ValueKind::Map => {
+            push_capped(out, "{", "a value")?;
+            for (i, key) in value.try_iter()?.enumerate() {
+                if i > 0 {
+                    push_capped(out, ", ", "a value")?;
+                }
+                write_item(&key, out)?;
+                push_capped(out, ": ", "a value")?;
+                write_item(&value.get_item(&key)?, out)?;
+            }
+            push_capped(out, "}", "a value")
+        }
+        _ => push_capped(out, &value.to_string(), "a value"),
+    }
+}
+
+/// An item inside a list or map: strings quoted, as minijinja does.
+fn write_item(value: &Value, out: &mut String) -> Result<(), TemplateError> {
+    match value.as_str() {
+        Some(s) => {
+            let quoted = format!("{s:?}");
+            push_capped(out, &quoted, "a value")
+        }
+        None => write_text(value, out),
+    }
+}
+
+fn keep_safety(original: &Value, text: String) -> Value {
+    if original.is_safe() {
+        Value::from_safe_string(text)
     } else {
-        Ok(value)
+        Value::from(text)
     }
 }
 
 /// Left-pads a number or text with zeros to `width` (at most 32) characters.
 pub(crate) fn zpad(value: Value, width: usize) -> Result<String, TemplateError> {
-    let text = value.to_string();
+    let text = text(&value)?.into_owned();
     if width > 32 {
         return Err(TemplateError::new(
             ErrorKind::InvalidOperation,
@@ -191,15 +249,11 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION);
     env.add_filter("abs", filters::abs);
-    env.add_filter("batch", filters::batch);
     env.add_filter("bool", filters::bool);
-    env.add_filter("capitalize", filters::capitalize);
     env.add_filter("count", filters::length);
     env.add_filter("d", filters::default);
     env.add_filter("default", filters::default);
     env.add_filter("dictsort", filters::dictsort);
-    env.add_filter("e", filters::escape);
-    env.add_filter("escape", filters::escape);
     env.add_filter("first", filters::first);
     env.add_filter("float", filters::float);
     env.add_filter("int", filters::int);
@@ -207,8 +261,6 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_filter("last", filters::last);
     env.add_filter("length", filters::length);
     env.add_filter("list", filters::list);
-    env.add_filter("lower", filters::lower);
-    env.add_filter("map", filters::map);
     env.add_filter("max", filters::max);
     env.add_filter("min", filters::min);
     env.add_filter("reject", filters::reject);
@@ -217,27 +269,79 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_filter("round", filters::round);
     env.add_filter("select", filters::select);
     env.add_filter("selectattr", filters::selectattr);
-    env.add_filter("slice", filters::slice);
     env.add_filter("sort", filters::sort);
-    env.add_filter("title", filters::title);
-    env.add_filter("trim", filters::trim);
     env.add_filter("unique", filters::unique);
-    env.add_filter("upper", filters::upper);
-    env.add_filter("join", |value: Value, joiner: Option<String>| {
-        let parts: Vec<String> = value.try_iter()?.map(|v| v.to_string()).collect();
-        capped(parts.join(joiner.as_deref().unwrap_or("")), "join")
+    env.add_filter("join", |value: Value, joiner: Option<Value>| {
+        let joiner = match &joiner {
+            Some(j) => text(j)?.into_owned(),
+            None => String::new(),
+        };
+        let mut out = String::new();
+        for (i, item) in value.try_iter()?.enumerate() {
+            if i > 0 {
+                push_capped(&mut out, &joiner, "join")?;
+            }
+            push_capped(&mut out, &text(&item)?, "join")?;
+        }
+        Ok(out)
     });
-    env.add_filter("string", |value: Value| capped(value.to_string(), "string"));
+    env.add_filter("string", |value: Value| {
+        Ok::<_, TemplateError>(text(&value)?.into_owned())
+    });
     env.add_filter(
         "replace",
-        |value: String, from: String, to: String, count: Option<usize>| {
-            let replaced = match count {
-                Some(n) => value.replacen(&from, &to, n),
-                None => value.replace(&from, &to),
-            };
-            capped(replaced, "replace")
+        |value: Value, from: Value, to: Value, count: Option<usize>| {
+            let (value, from, to) = (text(&value)?, text(&from)?, text(&to)?);
+            if from.is_empty() {
+                return Err(TemplateError::new(
+                    ErrorKind::InvalidOperation,
+                    "replace needs something to replace",
+                ));
+            }
+            let found = value
+                .matches(from.as_ref())
+                .count()
+                .min(count.unwrap_or(usize::MAX));
+            let size = value.len() - found * from.len() + found * to.len();
+            if size > MAX_VALUE {
+                return Err(too_large("replace"));
+            }
+            Ok(value.replacen(from.as_ref(), &to, found))
         },
     );
+    // The string filters, on text converted under the cap.
+    env.add_filter("lower", |v: Value| {
+        Ok::<_, TemplateError>(keep_safety(&v, text(&v)?.to_lowercase()))
+    });
+    env.add_filter("upper", |v: Value| {
+        Ok::<_, TemplateError>(keep_safety(&v, text(&v)?.to_uppercase()))
+    });
+    env.add_filter("trim", |v: Value| {
+        Ok::<_, TemplateError>(keep_safety(&v, text(&v)?.trim().to_owned()))
+    });
+    env.add_filter("title", |v: Value| {
+        Ok::<_, TemplateError>(filters::title(text(&v)?))
+    });
+    env.add_filter("capitalize", |v: Value| {
+        let t = text(&v)?;
+        let mut chars = t.chars();
+        let out: String = match chars.next() {
+            Some(first) => first
+                .to_uppercase()
+                .chain(chars.flat_map(char::to_lowercase))
+                .collect(),
+            None => String::new(),
+        };
+        Ok::<_, TemplateError>(keep_safety(&v, out))
+    });
+    let escape = |state: &minijinja::State, v: Value| {
+        if v.is_safe() {
+            return Ok(v);
+        }
+        filters::escape(state, &Value::from(text(&v)?.into_owned()))
+    };
+    env.add_filter("e", escape);
+    env.add_filter("escape", escape);
     env.add_filter("zpad", zpad);
     env.add_function("range", |lower: i64, rest: Rest<i64>| {
         let (lo, hi, step) = match rest.as_slice() {
@@ -261,7 +365,10 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
                 ));
             }
             items.push(Value::from(n));
-            n += step;
+            match n.checked_add(step) {
+                Some(next) => n = next,
+                None => break,
+            }
         }
         Ok(Value::from(items))
     });
@@ -355,6 +462,116 @@ pub(crate) fn problem(name: &str, source: &str, e: &TemplateError) -> TemplatePr
     }
 }
 
+/// The token check, before compiling: no `~`, `*`, `**`; `+` only with a whole number after
+/// it that nothing binds more tightly to (`n + 1`, not `s + 1 | string`).
+fn tokens(source: &str) -> Result<(), TemplateProblem> {
+    use minijinja::machinery::{Token, WhitespaceConfig, tokenize};
+    let whitespace = WhitespaceConfig {
+        keep_trailing_newline: true,
+        lstrip_blocks: true,
+        trim_blocks: true,
+    };
+    let all: Vec<(Token<'_>, minijinja::machinery::Span)> =
+        match tokenize(source, false, Default::default(), whitespace).collect::<Result<_, _>>() {
+            Ok(t) => t,
+            // The compiler reports it with its place.
+            Err(_) => return Ok(()),
+        };
+    let at = |span: &minijinja::machinery::Span, message: &str| TemplateProblem {
+        line: span.start_line as usize,
+        column: span.start_col as usize + 1,
+        message: message.to_owned(),
+    };
+    for (i, (token, span)) in all.iter().enumerate() {
+        let refused = match token {
+            Token::Mul | Token::Pow => Some(
+                "`*` (multiplication and repetition) is not available in stored templates; \
+                 `provisioning.recheck_seconds` is the re-check interval in seconds",
+            ),
+            Token::Tilde => Some(
+                "`~` (joining texts) is not available in stored templates; write the parts one \
+                 after the other, or use `zpad`",
+            ),
+            Token::Plus => {
+                let whole = matches!(all.get(i + 1), Some((Token::Int(_), _)));
+                let bound = matches!(
+                    all.get(i + 2),
+                    Some((
+                        Token::Pipe | Token::Dot | Token::BracketOpen | Token::ParenOpen,
+                        _
+                    ))
+                );
+                (!whole || bound).then_some(
+                    "`+` takes a whole number on its right in stored templates, as in `n + 1`",
+                )
+            }
+            Token::BracketOpen | Token::BraceOpen
+                if literal_position(all.get(i.wrapping_sub(1)).map(|t| &t.0).filter(|_| i > 0)) =>
+            {
+                (!constant_literal(&all[i..])).then_some(
+                    "a list or map built from values is not available in stored templates \
+                     (constant ones, and the context's, are fine)",
+                )
+            }
+            _ => None,
+        };
+        if let Some(message) = refused {
+            return Err(at(span, message));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `[` or `{` after `previous` starts a literal (rather than a subscript).
+fn literal_position(previous: Option<&minijinja::machinery::Token<'_>>) -> bool {
+    use minijinja::machinery::Token;
+    !matches!(
+        previous,
+        Some(
+            Token::Ident(_)
+                | Token::Str(_)
+                | Token::String(_)
+                | Token::Int(_)
+                | Token::Int128(_)
+                | Token::Float(_)
+                | Token::ParenClose
+                | Token::BracketClose
+                | Token::BraceClose
+        )
+    )
+}
+
+/// Whether the literal opening `tokens` holds only constants (and constant literals).
+fn constant_literal(
+    tokens: &[(minijinja::machinery::Token<'_>, minijinja::machinery::Span)],
+) -> bool {
+    use minijinja::machinery::Token;
+    let mut depth = 0usize;
+    for (token, _) in tokens {
+        match token {
+            Token::BracketOpen | Token::BraceOpen => depth += 1,
+            Token::BracketClose | Token::BraceClose => {
+                depth -= 1;
+                if depth == 0 {
+                    return true;
+                }
+            }
+            Token::Str(_)
+            | Token::String(_)
+            | Token::Int(_)
+            | Token::Int128(_)
+            | Token::Float(_)
+            | Token::Comma
+            | Token::Colon
+            | Token::Minus => {}
+            Token::Ident(name)
+                if matches!(*name, "true" | "false" | "none" | "True" | "False" | "None") => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Checks what the template does, instruction by instruction: only allowed operators,
 /// filters, tests and functions, and only names of the context.
 pub(crate) fn check(
@@ -372,6 +589,7 @@ pub(crate) fn check(
             ),
         });
     }
+    tokens(source)?;
     let template = env
         .template_from_named_str(name, source)
         .map_err(|e| problem(name, source, &e))?;
@@ -431,6 +649,7 @@ pub(crate) fn check(
             }
             Instruction::CallMethod(m, _) => Some(not_here(&format!("the method `{m}`"))),
             Instruction::BuildMacro(..) | Instruction::CallObject(_) => Some(not_here("macros")),
+            Instruction::PushAutoEscape => Some(not_here("`autoescape` blocks")),
             Instruction::BeginCapture(_) => Some(not_here(
                 "capturing output (`{% set x %}…{% endset %}`, `{% filter %}`)",
             )),

@@ -196,10 +196,18 @@ fn convert(
         .iter()
         .map(|(n, l)| (*n, l.get(indent..).unwrap_or(l.trim_start())))
         .collect();
+    // XML: a declaration, a comment or an element first (not Fanvil's `<<VOIP CONFIG FILE>>`).
     let markup = lines
         .iter()
         .find(|(_, l)| !l.trim().is_empty())
-        .is_some_and(|(_, l)| l.trim_start().starts_with('<'));
+        .map(|(_, l)| l.trim_start().trim_start_matches('\u{feff}'))
+        .is_some_and(|l| {
+            l.starts_with("<?xml")
+                || l.starts_with("<!--")
+                || l.strip_prefix('<')
+                    .and_then(|r| r.chars().next())
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+        });
 
     // Check every placeholder, and find the account block.
     let mut block: Option<(usize, usize)> = None;
@@ -395,5 +403,24 @@ mod tests {
             import(r#"<doc><deviceconfig filename="../%%mac_address%%">x</deviceconfig></doc>"#),
             Err(ImportError::FileName { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod markup_tests {
+    use super::import;
+
+    #[test]
+    fn fanvil_text_is_not_taken_for_xml() {
+        let xml = r#"<doc><deviceconfig filename="%%mac_address%%.cfg"><![CDATA[<<VOIP CONFIG FILE>>Version:2.0000000000
+<SIP CONFIG MODULE>
+--SIP Line List--  :
+SIP1 Phone Number       :%%extension_number%%
+]]></deviceconfig></doc>"#;
+        let t = &import(xml).unwrap()[0];
+        assert!(!t.source.contains("| xml"), "{}", t.source);
+        let xml = "<doc><deviceconfig filename=\"%%mac_address%%.xml\"><![CDATA[\u{feff}<!-- x -->\n<a>%%extension_number%%</a>]]></deviceconfig></doc>";
+        let t = &import(xml).unwrap()[0];
+        assert!(t.source.contains("| xml"), "{}", t.source);
     }
 }

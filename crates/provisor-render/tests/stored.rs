@@ -72,11 +72,11 @@ fn syntax_errors_and_unknown_names_have_their_place() {
 
 #[test]
 fn what_could_grow_without_bound_is_refused() {
-    refused_at("{{ device.mac ~ 'b' }}", 1, 4, "`~`");
-    refused_at("{{ device.mac * 3 }}", 1, 4, "`*`");
-    refused_at("{{ device.keys ** 3 }}", 1, 4, "`*`");
-    refused_at("{{ device.mac + 'b' }}", 1, 4, "`+`");
-    refused_at("{{ lines + lines }}", 1, 4, "`+`");
+    refused_at("{{ device.mac ~ 'b' }}", 1, 15, "`~`");
+    refused_at("{{ device.mac * 3 }}", 1, 15, "`*`");
+    refused_at("{{ device.keys ** 3 }}", 1, 16, "`*`");
+    refused_at("{{ device.mac + 'b' }}", 1, 15, "`+`");
+    refused_at("{{ lines + lines }}", 1, 10, "`+`");
     refused_at("{{ device.mac | safe }}", 1, 17, "filter `safe`");
     refused_at("{{ device.mac | indent(9) }}", 1, 17, "filter `indent`");
     refused_at("{% macro m() %}x{% endmacro %}", 1, 1, "macros");
@@ -199,4 +199,93 @@ fn an_imported_3cx_template_writes_every_line() {
          user_pname3$: 103\nuser_pass3$: secret-3\nuser_name3$: 103\nuser_realname3$: Line 3\nuser_host3$: sip.example.com\n\
          setting_server: http://provisioning/001565aabbcc\n"
     );
+}
+
+#[test]
+fn what_the_review_found_is_refused() {
+    // Filters that allocate what the template asks for, and `map`, which repeats values.
+    refused_at(
+        "{{ [1] | batch(1000000000000000) | length }}",
+        1,
+        10,
+        "filter `batch`",
+    );
+    refused_at(
+        "{{ [1] | slice(1000000000000000) | length }}",
+        1,
+        10,
+        "filter `slice`",
+    );
+    refused_at(
+        "{{ lines | map(attribute='x', default='y') }}",
+        1,
+        12,
+        "filter `map`",
+    );
+    // Constant expressions are refused before minijinja folds them while compiling.
+    refused_at("{{ 3 * 4 }}", 1, 6, "`*`");
+    refused_at("{{ 'ab' ~ 'cd' }}", 1, 9, "`~`");
+    refused_at("{{ 2 in [1] * 10**18 }}", 1, 13, "`*`");
+    let folded = format!("{{{{ '{}' * 100000000 }}}}", "x");
+    assert!(problem(&folded).message.contains("`*`"));
+    // `+` only with a whole number that nothing else binds to.
+    refused_at("{% set s = device.mac %}{{ s + (s or 1) }}", 1, 30, "`+`");
+    refused_at("{{ device.mac + 1 | string }}", 1, 15, "`+`");
+    // Lists and maps built from values; escaping switched off.
+    refused_at("{% set a = [lines, lines] %}", 1, 12, "list or map");
+    refused_at("{{ {'a': device.mac} }}", 1, 4, "list or map");
+    refused_at(
+        "{% autoescape false %}<b>{{ device.mac }}{% endautoescape %}",
+        1,
+        1,
+        "autoescape",
+    );
+    // Constant lists and maps stay fine.
+    assert!(
+        renderer()
+            .check_stored("yealink", "mac.cfg", "{% set t = {'udp': 0, 'tls': 2} %}{{ t[lines[0].transport] | default(0) if lines else 0 }}{{ [1, 2] | length }}")
+            .is_ok()
+    );
+}
+
+#[test]
+fn conversions_to_text_are_capped_before_they_are_built() {
+    let r = renderer();
+    let ctx = Context::sample("yealink", "T54W", 1);
+    let big = "y".repeat(100);
+    let join = format!("{{{{ range(1000) | join('{big}') }}}}");
+    assert!(
+        r.render_stored("yealink", "mac.cfg", &join, ctx.clone())
+            .is_err()
+    );
+    let replace = format!(
+        "{{{{ device.mac | replace('0', '{}') }}}}",
+        "z".repeat(40_000)
+    );
+    assert!(
+        r.render_stored("yealink", "mac.cfg", &replace, ctx.clone())
+            .is_err()
+    );
+    assert!(
+        r.render_stored(
+            "yealink",
+            "mac.cfg",
+            "{{ device.mac | replace('', 'x') }}",
+            ctx.clone()
+        )
+        .is_err()
+    );
+    // The xml filter keeps a value on its line in any file.
+    let mut ctx = ctx;
+    ctx.lines[0].display_name = "a\nkey = b".into();
+    let body = r
+        .render_stored(
+            "yealink",
+            "mac.cfg",
+            "x = {{ lines[0].display_name | xml }}",
+            ctx,
+        )
+        .unwrap()
+        .body;
+    assert_eq!(body, "x = a&#10;key = b");
 }

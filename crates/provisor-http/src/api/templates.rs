@@ -98,12 +98,18 @@ pub async fn put(
     Query(scope): Query<Scope>,
     Body(body): Body,
 ) -> ApiResult<Json<StoredTemplate>> {
-    let source = text(&body)?;
-    let name = st
-        .phones
-        .renderer()
-        .storable(&vendor, &name, source)
-        .map_err(unstorable)?;
+    let source = text(&body)?.to_owned();
+    // Checking renders the template: off the async executor.
+    let (phones, checked_vendor, checked_source) =
+        (st.phones.clone(), vendor.clone(), source.clone());
+    let name = super::blocking(move || {
+        phones
+            .renderer()
+            .storable(&checked_vendor, &name, &checked_source)
+    })
+    .await?
+    .map_err(unstorable)?;
+    let source = source.as_str();
     let stored = st
         .store
         .put_template(
@@ -154,10 +160,10 @@ pub async fn import_3cx(
     Query(scope): Query<ImportScope>,
     Body(body): Body,
 ) -> ApiResult<Json<Imported>> {
-    let files = st
-        .phones
-        .renderer()
-        .import_3cx(&scope.vendor, text(&body)?)
+    let xml = text(&body)?.to_owned();
+    let (phones, vendor) = (st.phones.clone(), scope.vendor.clone());
+    let files = super::blocking(move || phones.renderer().import_3cx(&vendor, &xml))
+        .await?
         .map_err(unstorable)?;
     let scope_key = Scope {
         category: scope.category.clone(),

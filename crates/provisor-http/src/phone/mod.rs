@@ -132,6 +132,82 @@ impl Phones {
         &self.options
     }
 
+    /// Counts a wrong guess (a code, or a domain's automatic-provisioning token) from `ip`
+    /// for `mac`, and audits it.
+    async fn guess_failed(
+        &self,
+        store: &dyn Store,
+        guess: Guess<'_>,
+        mac: Mac,
+        ip: &str,
+    ) -> provisor_store::Result<()> {
+        let limits = self.options.code_limits;
+        let by_ip = self.limiter.fail(&format!("guess-ip:{ip}"), limits.per_ip);
+        let (action, other, detail) = match guess {
+            Guess::Code => (
+                "code.refused",
+                self.limiter.fail("code-all", limits.total),
+                serde_json::json!({"mac": mac, "ip": ip}),
+            ),
+            Guess::Auto { domain, category } => (
+                "auto.refused",
+                self.limiter.fail(
+                    &format!("auto-domain:{}", domain.to_ascii_lowercase()),
+                    limits.per_domain,
+                ),
+                serde_json::json!({"mac": mac, "ip": ip, "domain": domain, "category": category}),
+            ),
+        };
+        tracing::info!(%mac, ip, action, locked = by_ip || other, "a guess was refused");
+        store
+            .record_audit(
+                &Actor(format!("phone:{ip}")),
+                action,
+                &mac.to_string(),
+                detail,
+            )
+            .await
+    }
+
+    /// A MAC that has a device is never bound by a code or a domain token, but a request
+    /// presenting one counts as a failure as it would for an unknown MAC, so the limits do
+    /// not tell the two apart.
+    async fn refuse_guesses(
+        &self,
+        store: &dyn Store,
+        mac: Mac,
+        req: &Request<'_>,
+    ) -> provisor_store::Result<()> {
+        let ip = req.ip.to_string();
+        if let Some(auto) = auto_query(req) {
+            let guess = Guess::Auto {
+                domain: &auto.domain,
+                category: &auto.category,
+            };
+            if self.guess_locked(&guess, &ip).is_none() {
+                self.guess_failed(store, guess, mac, &ip).await?;
+            }
+        }
+        if self.options.unauthenticated == Unauthenticated::CodePrompt
+            && basic_password(req.headers).is_some()
+            && self.guess_locked(&Guess::Code, &ip).is_none()
+        {
+            self.guess_failed(store, Guess::Code, mac, &ip).await?;
+        }
+        Ok(())
+    }
+
+    /// How much longer guesses of this kind from `ip` are refused, if they are.
+    fn guess_locked(&self, guess: &Guess<'_>, ip: &str) -> Option<std::time::Duration> {
+        let other = match guess {
+            Guess::Code => "code-all".to_owned(),
+            Guess::Auto { domain, .. } => format!("auto-domain:{}", domain.to_ascii_lowercase()),
+        };
+        self.limiter
+            .locked(&format!("guess-ip:{ip}"))
+            .or_else(|| self.limiter.locked(&other))
+    }
+
     /// The failure limiter for guessable secrets, shared with the softphone logins.
     pub fn limiter(&self) -> &Limiter {
         &self.limiter
@@ -147,13 +223,7 @@ impl Phones {
         let ip = redemption
             .ip
             .map_or_else(|| "unknown".to_owned(), |i| i.to_string());
-        let by_ip = format!("guess-ip:{ip}");
-        const ALL: &str = "code-all";
-        if let Some(wait) = self
-            .limiter
-            .locked(&by_ip)
-            .or_else(|| self.limiter.locked(ALL))
-        {
+        if let Some(wait) = self.guess_locked(&Guess::Code, &ip) {
             tracing::info!(ip, "provisioning code not tried: too many failures");
             return Ok(CodeOutcome::Locked(wait));
         }
@@ -161,17 +231,7 @@ impl Phones {
             tracing::info!(mac = %redemption.mac, domain = redeemed.domain_name, ip, "provisioning code redeemed");
             return Ok(CodeOutcome::Redeemed(Box::new(redeemed)));
         }
-        let limits = self.options.code_limits;
-        let locked_ip = self.limiter.fail(&by_ip, limits.per_ip);
-        let locked_all = self.limiter.fail(ALL, limits.total);
-        tracing::info!(mac = %redemption.mac, ip, locked_ip, locked_all, "provisioning code refused");
-        store
-            .record_audit(
-                &Actor(format!("phone:{ip}")),
-                "code.refused",
-                &redemption.mac.to_string(),
-                serde_json::json!({"mac": redemption.mac, "ip": ip, "locked": locked_ip || locked_all}),
-            )
+        self.guess_failed(store, Guess::Code, redemption.mac, &ip)
             .await?;
         Ok(CodeOutcome::Refused)
     }
@@ -457,6 +517,26 @@ async fn upload(
     }
 }
 
+/// A guessable secret a request presented.
+enum Guess<'a> {
+    Code,
+    Auto { domain: &'a str, category: &'a str },
+}
+
+/// The automatic-provisioning query of a request (`domain`, `token`, `category`).
+#[derive(serde::Deserialize)]
+struct AutoQuery {
+    domain: String,
+    token: String,
+    category: String,
+}
+
+fn auto_query(req: &Request<'_>) -> Option<AutoQuery> {
+    req.uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<AutoQuery>(q).ok())
+}
+
 /// What a phone's request tells of it, for a redemption.
 fn redemption_of(f: &Target<'_, '_>, mac: Mac, req: &Request<'_>) -> Redemption {
     Redemption {
@@ -667,7 +747,11 @@ impl Phones {
         let Some(mac) = mac else {
             return Ok(Outcome::NotFound);
         };
-        let device = match store.phone_by_mac(mac).await? {
+        let device = store.phone_by_mac(mac).await?;
+        if device.is_some() && found.is_some() {
+            self.refuse_guesses(store, mac, req).await?;
+        }
+        let device = match device {
             Some(d) if d.state != DeviceState::Disabled => d,
             Some(d) => {
                 self.refuse(req.refusal(d.mac, "the device is disabled"));
@@ -783,28 +867,15 @@ impl Phones {
         mac: Mac,
         req: &Request<'_>,
     ) -> provisor_store::Result<Option<Outcome>> {
-        #[derive(serde::Deserialize)]
-        struct Auto {
-            domain: String,
-            token: String,
-            category: String,
-        }
-        let Some(auto) = req
-            .uri
-            .query()
-            .and_then(|q| serde_urlencoded::from_str::<Auto>(q).ok())
-        else {
+        let Some(auto) = auto_query(req) else {
             return Ok(None);
         };
         let ip = req.ip.to_string();
-        let by_ip = format!("guess-ip:{ip}");
-        let by_domain = format!("auto-domain:{}", auto.domain.to_ascii_lowercase());
-        if self
-            .limiter
-            .locked(&by_ip)
-            .or_else(|| self.limiter.locked(&by_domain))
-            .is_some()
-        {
+        let guess = Guess::Auto {
+            domain: &auto.domain,
+            category: &auto.category,
+        };
+        if self.guess_locked(&guess, &ip).is_some() {
             tracing::info!(ip, "automatic provisioning not tried: too many failures");
             return Ok(None);
         }
@@ -817,17 +888,7 @@ impl Phones {
             tracing::info!(%mac, domain = auto.domain, category = auto.category, ip, "device registered by automatic provisioning");
             return self.serve_new(store, f, mac, req).await;
         }
-        let limits = self.options.code_limits;
-        self.limiter.fail(&by_ip, limits.per_ip);
-        self.limiter.fail(&by_domain, limits.per_domain);
-        store
-            .record_audit(
-                &Actor(format!("phone:{ip}")),
-                "auto.refused",
-                &mac.to_string(),
-                serde_json::json!({"mac": mac, "ip": ip, "domain": auto.domain, "category": auto.category}),
-            )
-            .await?;
+        self.guess_failed(store, guess, mac, &ip).await?;
         Ok(None)
     }
 
@@ -1092,8 +1153,10 @@ impl Phones {
         user_agent: Option<&str>,
     ) -> Option<Target<'c, 'd>> {
         let catalog = self.renderer.catalog();
+        // Only the device's own vendor's files (any vendor's while it has none).
         let (stored, vendor) = device.templates.iter().find_map(|t| {
-            (file_mac(&t.name, file) == Some(device.mac))
+            (file_mac(&t.name, file) == Some(device.mac)
+                && (device.vendor.is_empty() || device.vendor == t.vendor))
                 .then(|| catalog.vendor(&t.vendor).map(|v| (t, v)))
                 .flatten()
         })?;

@@ -558,3 +558,44 @@ async fn shared_limit(app: TestApp) {
     assert_eq!(audit.text.matches("login.refused").count(), 3);
     assert!(!audit.text.contains("wrong horse"));
 }
+
+fn strict_prompt(c: &mut Config) {
+    strict(c);
+    code_prompt(c);
+}
+
+both!(
+    known_macs_count_like_unknown_ones,
+    known_count,
+    super::strict_prompt
+);
+async fn known_count(app: TestApp) {
+    setup(&app).await;
+    app.create_device(DOMAIN, json!({"mac": "001565aabb0a", "vendor": "yealink"}))
+        .await;
+    app.post(
+        &format!("/api/v1/domains/{DOMAIN}/devices/001565aabb0a/arm"),
+        json!({"minutes": 0}),
+    )
+    .await
+    .expect(200);
+    let known = Phone::new(&app, &format!("{UA} 00:15:65:aa:bb:0a"));
+    // Wrong codes at the prompt of a MAC that has a device: never tried, but counted, so
+    // the limit cannot tell known MACs from unknown ones.
+    for _ in 0..3 {
+        let a = known
+            .get_with(
+                "001565aabb0a.cfg",
+                &[("authorization", &basic("111122223333"))],
+            )
+            .await;
+        assert_eq!(a.status, 401);
+    }
+    let code = new_code(&app).await;
+    assert_eq!(
+        activate(&app, json!({"code": code, "mac": "001565aabb0b"}))
+            .await
+            .status,
+        429
+    );
+}
