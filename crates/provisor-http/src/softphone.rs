@@ -1,5 +1,14 @@
 //! Softphone apps signing in with their user's portal login and receiving the user's SIP
-//! accounts, which the user never sees. SessionTalk / SessionCloud for now:
+//! accounts, which the user never sees.
+//!
+//! Acrobits Cloud Softphone: `GET|POST /acrobits/provisioning` with `username`, `password`
+//! (and `cloud_id`) initially, and `install` (ours, from the Account XML) on
+//! re-provisioning; the answer is the Account XML of the user's first SIP account with the
+//! re-provisioning web service, `Last-Modified`, and 304 for `If-Modified-Since` when
+//! nothing changed. A disabled user, a revoked installation, or credentials that no longer
+//! work on re-provisioning get 410 (`extProvLogoutStatusCode`): the app logs out.
+//!
+//! SessionTalk / SessionCloud:
 //! `GET /sessiontalk/provisioning?username=user@domain&password=…&reprovision=…&deviceId=…`.
 //!
 //! Every answer is 2xx JSON `{update, sipaccounts, errmsg}` (the app shows `errmsg`).
@@ -10,8 +19,9 @@
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
-use axum::http::header::USER_AGENT;
+use axum::http::header::{CONTENT_TYPE, LAST_MODIFIED, USER_AGENT};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use provisor_domain::phone::canonical_ip;
 use provisor_domain::settings;
@@ -29,6 +39,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/sessiontalk/provisioning", get(sessiontalk))
         .route("/sessiontalk/provisioning/", get(sessiontalk))
+        .route("/acrobits/provisioning", get(acrobits).post(acrobits))
 }
 
 #[derive(Deserialize)]
@@ -195,4 +206,225 @@ async fn sessiontalk(
         "SessionTalk provisioning"
     );
     Ok(answer(update, accounts, ""))
+}
+
+// ---------------------------------------------------------------------------------------
+// Acrobits Cloud Softphone
+
+/// The status that logs the app out (`extProvLogoutStatusCode`).
+const ACROBITS_LOGOUT: u16 = 410;
+/// How often the app provisions again, in seconds.
+const ACROBITS_INTERVAL: u32 = 3600;
+
+#[derive(Deserialize)]
+struct AcrobitsQuery {
+    #[serde(default, alias = "cloud_username")]
+    username: String,
+    #[serde(default, alias = "cloud_password")]
+    password: String,
+    /// Ours (`X-install-id` in the Account XML), on re-provisioning.
+    #[serde(default)]
+    install: String,
+}
+
+fn acrobits_error(status: u16, message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<error><message>{}</message></error>\n",
+        provisor_render::escape_xml(message)
+    );
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    (
+        status,
+        [(CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The public base URL of this server (HTTPS where configured).
+pub(crate) fn public_base(st: &AppState) -> String {
+    let o = st.phones.options();
+    o.secure_url
+        .clone()
+        .unwrap_or_else(|| o.public_url.clone())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The Web Service Definitions an operator pastes into the Cloud Softphone portal.
+pub fn acrobits_definitions(base: &str) -> serde_json::Value {
+    serde_json::json!({
+        "InitialProvisioningUrl": format!("{base}/acrobits/provisioning?cloud_username=%username%&cloud_password=%password%&cloud_id=%fullcode%"),
+        "InitialProvisioningMethod": "GET",
+    })
+}
+
+/// The Account XML of the user's first SIP account, with the re-provisioning web service.
+fn acrobits_account(
+    u: &SoftphoneUser,
+    login: &str,
+    password: &str,
+    install: &str,
+    base: &str,
+) -> Option<String> {
+    let a = u.accounts.first()?;
+    let s = settings::merge(&u.layers);
+    let registrar = if a.registrar.is_empty() {
+        s.get("registrar")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    } else {
+        a.registrar.clone()
+    };
+    let name = [&a.display_name, &u.user.display_name, &a.sip_user]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_default();
+    let transport = a.transport.as_str();
+    let allow_message = u8::from(s.get("messaging").and_then(Value::as_bool).unwrap_or(false));
+    let reprovision = format!(
+        "{base}/acrobits/provisioning?cloud_username=%account[cloud_username]%&cloud_password=%account[cloud_password]%&install=%account[X-install-id]%"
+    );
+    let node = |k: &str, v: &str| format!("  <{k}>{}</{k}>\n", provisor_render::escape_xml(v));
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account>\n");
+    xml += &node("title", &name);
+    xml += &node("username", &a.sip_user);
+    xml += &node("password", a.password.expose());
+    xml += &node(
+        "authUsername",
+        if a.auth_user.is_empty() {
+            &a.sip_user
+        } else {
+            &a.auth_user
+        },
+    );
+    xml += &node("host", &registrar);
+    if !a.outbound_proxy.is_empty() {
+        xml += &node("proxy", &a.outbound_proxy);
+    }
+    xml += &node("transport", transport);
+    xml += &node("userDisplayName", &name);
+    xml += &node("cloud_username", login);
+    xml += &node("cloud_password", password);
+    xml += &node("allowMessage", &allow_message.to_string());
+    xml += &node("extProvUrl", &reprovision);
+    xml += &node("extProvInterval", &ACROBITS_INTERVAL.to_string());
+    xml += &node("extProvLogoutStatusCode", &ACROBITS_LOGOUT.to_string());
+    xml += &node("X-install-id", install);
+    xml += "</account>\n";
+    Some(xml)
+}
+
+fn http_date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+async fn acrobits(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    // GET with a query, or POST with a form.
+    let raw = if method == axum::http::Method::POST {
+        String::from_utf8_lossy(&body).into_owned()
+    } else {
+        query.unwrap_or_default()
+    };
+    let q: AcrobitsQuery = serde_urlencoded::from_str(&raw).unwrap_or(AcrobitsQuery {
+        username: String::new(),
+        password: String::new(),
+        install: String::new(),
+    });
+    let reprovisioning = !q.install.is_empty();
+    let ip = canonical_ip(peer.addr.ip()).to_string();
+    if q.username.is_empty() || q.password.is_empty() {
+        return Ok(acrobits_error(403, "Enter your user name and password."));
+    }
+    let portal = match portal_login(&st, &ip, &q.username, q.password.clone()).await? {
+        Login::Valid(p) => p,
+        Login::Disabled(_) => {
+            return Ok(acrobits_error(ACROBITS_LOGOUT, "This account is disabled."));
+        }
+        // Credentials that worked once and no longer do: log the app out.
+        Login::Refused if reprovisioning => {
+            return Ok(acrobits_error(ACROBITS_LOGOUT, "Sign in again."));
+        }
+        Login::Refused => return Ok(acrobits_error(403, WRONG_LOGIN)),
+        Login::Locked(_) => {
+            return Ok(acrobits_error(
+                429,
+                "Too many failed sign-ins; try again later.",
+            ));
+        }
+    };
+    let install = if reprovisioning {
+        q.install.chars().take(64).collect::<String>()
+    } else {
+        token::generate().secret.expose()[4..28].to_owned()
+    };
+    let user_agent = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let seen = st
+        .store
+        .install_contact(
+            portal.domain.id,
+            &portal.username,
+            "acrobits",
+            &install,
+            &ip,
+            user_agent,
+        )
+        .await?;
+    if seen.revoked {
+        return Ok(acrobits_error(
+            ACROBITS_LOGOUT,
+            "This installation was signed out.",
+        ));
+    }
+    let user = st
+        .store
+        .softphone_user(portal.domain.id, &portal.username)
+        .await?;
+    let login = format!("{}@{}", portal.username, portal.domain.name);
+    let Some(xml) = acrobits_account(&user, &login, &q.password, &install, &public_base(&st))
+    else {
+        return Ok(acrobits_error(
+            404,
+            "There is no SIP account for this user.",
+        ));
+    };
+    let digest = token::digest(&xml);
+    let modified = if seen.digest == digest && seen.delivered_at > 0 {
+        seen.delivered_at
+    } else {
+        st.store.install_delivered(seen.id, &digest).await?;
+        chrono::Utc::now().timestamp_millis()
+    };
+    let since = headers
+        .get(axum::http::header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        .map(|t| t.timestamp());
+    let last_modified = http_date(modified);
+    if seen.digest == digest && since.is_some_and(|s| s >= modified / 1000) {
+        return Ok((StatusCode::NOT_MODIFIED, [(LAST_MODIFIED, last_modified)]).into_response());
+    }
+    Ok((
+        [
+            (CONTENT_TYPE, "application/xml; charset=utf-8".to_owned()),
+            (LAST_MODIFIED, last_modified),
+        ],
+        xml,
+    )
+        .into_response())
 }

@@ -60,6 +60,13 @@ fn template_error(name: &str, e: &TemplateError) -> RenderError {
     }
 }
 
+/// `text` with `& < > " '` escaped for XML.
+pub fn escape_xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    xml_escape(text, &mut out);
+    out
+}
+
 fn xml_escape(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {

@@ -16,6 +16,6 @@ pub mod threecx;
 pub mod timezone;
 
 pub use context::{Context, Detected, DeviceInfo, Line, Provisioning};
-pub use env::{RenderError, Rendered, Renderer, Unstorable};
+pub use env::{RenderError, Rendered, Renderer, Unstorable, escape_xml};
 pub use load::{LoadError, Vendors};
 pub use stored::TemplateProblem;

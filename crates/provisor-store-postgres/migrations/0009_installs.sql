@@ -11,6 +11,7 @@ CREATE TABLE installs (
     last_ip       TEXT NOT NULL DEFAULT '',
     user_agent    TEXT NOT NULL DEFAULT '',
     digest        TEXT NOT NULL DEFAULT '',
+    delivered_at  BIGINT NOT NULL DEFAULT 0,
     revoked_at    BIGINT,
     UNIQUE (app, install_id)
 );

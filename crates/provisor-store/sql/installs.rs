@@ -105,15 +105,15 @@ impl SoftphoneStore for SqlStore {
         let mut tx = self.write().await?;
         let user = user_row(&mut tx, d, username).await?;
         let at = now();
-        let existing: Option<(i64, i64, Option<i64>, String)> = sqlx::query_as(
-            "SELECT id, user_id, revoked_at, digest FROM installs WHERE app = $1 AND install_id = $2",
+        let existing: Option<(i64, i64, Option<i64>, String, i64)> = sqlx::query_as(
+            "SELECT id, user_id, revoked_at, digest, delivered_at FROM installs WHERE app = $1 AND install_id = $2",
         )
         .bind(app)
         .bind(install_id)
         .fetch_optional(&mut *tx)
         .await?;
         let seen = match existing {
-            Some((id, owner, revoked, digest)) if owner == user.id => {
+            Some((id, owner, revoked, digest, delivered_at)) if owner == user.id => {
                 sqlx::query(
                     "UPDATE installs SET last_contact = $1, last_ip = $2, user_agent = $3 WHERE id = $4",
                 )
@@ -128,13 +128,14 @@ impl SoftphoneStore for SqlStore {
                     new: false,
                     revoked: revoked.is_some(),
                     digest,
+                    delivered_at,
                 }
             }
             // The installation now signs in as someone else: it starts afresh.
-            Some((id, _, _, _)) => {
+            Some((id, _, _, _, _)) => {
                 sqlx::query(
                     "UPDATE installs SET domain_id = $1, user_id = $2, first_contact = $3, last_contact = $3, \
-                     last_ip = $4, user_agent = $5, digest = '', revoked_at = NULL WHERE id = $6",
+                     last_ip = $4, user_agent = $5, digest = '', delivered_at = 0, revoked_at = NULL WHERE id = $6",
                 )
                 .bind(d.0)
                 .bind(user.id)
@@ -149,6 +150,7 @@ impl SoftphoneStore for SqlStore {
                     new: true,
                     revoked: false,
                     digest: String::new(),
+                    delivered_at: 0,
                 }
             }
             None => {
@@ -170,6 +172,7 @@ impl SoftphoneStore for SqlStore {
                     new: true,
                     revoked: false,
                     digest: String::new(),
+                    delivered_at: 0,
                 }
             }
         };
@@ -178,8 +181,9 @@ impl SoftphoneStore for SqlStore {
     }
 
     async fn install_delivered(&self, id: i64, digest: &str) -> Result<()> {
-        sqlx::query("UPDATE installs SET digest = $1 WHERE id = $2")
+        sqlx::query("UPDATE installs SET digest = $1, delivered_at = $2 WHERE id = $3")
             .bind(digest)
+            .bind(now())
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -610,8 +610,9 @@ pub struct InstallSeen {
     /// Whether it was new (first provisioning), or another user's until now.
     pub new: bool,
     pub revoked: bool,
-    /// What it received last time.
+    /// What it received last time, and when that changed (ms; 0 if never).
     pub digest: String,
+    pub delivered_at: i64,
 }
 
 /// Softphone installations and what they are given.

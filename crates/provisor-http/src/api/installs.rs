@@ -58,3 +58,18 @@ pub async fn revoke_own(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The Web Service Definitions to paste into the Acrobits Cloud Softphone portal for the
+/// domain's users (re-provisioning comes with each Account XML).
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/acrobits", tag = "users", params(("domain" = String, Path)),
+    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn acrobits(
+    State(st): State<AppState>,
+    _d: InDomain,
+) -> ApiResult<Json<serde_json::Value>> {
+    let o = st.phones.options();
+    let base = o.secure_url.clone().unwrap_or_else(|| o.public_url.clone());
+    Ok(Json(crate::softphone::acrobits_definitions(
+        base.trim_end_matches('/'),
+    )))
+}

@@ -110,6 +110,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(rollouts::get))
         .routes(routes!(portal::categories))
         .routes(routes!(installs::list))
+        .routes(routes!(installs::acrobits))
         .routes(routes!(installs::revoke))
         .routes(routes!(installs::list_own))
         .routes(routes!(installs::revoke_own))

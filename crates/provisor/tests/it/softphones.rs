@@ -27,6 +27,21 @@ async fn setup(app: &TestApp) {
     .expect(201);
 }
 
+/// Gives jbloggs's SIP account a new password.
+async fn change_sip_password(app: &TestApp, password: &str) {
+    let accounts = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/accounts"))
+        .await
+        .expect(200);
+    let id = accounts["items"][0]["id"].as_i64().unwrap();
+    app.patch(
+        &format!("/api/v1/domains/{DOMAIN}/accounts/{id}"),
+        json!({"password": password}),
+    )
+    .await
+    .expect(200);
+}
+
 /// The request exactly as the app sends it.
 async fn provision(app: &TestApp, password: &str, reprovision: bool, device: &str) -> Value {
     let url = format!(
@@ -67,17 +82,7 @@ async fn sessiontalk(app: TestApp) {
     let again = provision(&app, PASSWORD, true, device).await;
     assert_eq!(again["update"], false, "{again}");
     // Changed: the new password reaches the app.
-    let accounts = app
-        .get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/accounts"))
-        .await
-        .expect(200);
-    let id = accounts["items"][0]["id"].as_i64().unwrap();
-    app.patch(
-        &format!("/api/v1/domains/{DOMAIN}/accounts/{id}"),
-        json!({"password": "n3w-pw"}),
-    )
-    .await
-    .expect(200);
+    change_sip_password(&app, "n3w-pw").await;
     let changed = provision(&app, PASSWORD, true, device).await;
     assert_eq!(changed["update"], true);
     assert_eq!(changed["sipaccounts"][0]["sippassword"], "n3w-pw");
@@ -149,4 +154,123 @@ async fn sessiontalk(app: TestApp) {
         )
         .await;
     assert!(!audit.text.contains("guess") && !audit.text.contains(PASSWORD));
+}
+
+/// An Acrobits request as the app sends it (seed 004), GET with a query.
+async fn acrobits(app: &TestApp, query: &str, since: Option<&str>) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .get(format!("{}/acrobits/provisioning?{query}", app.base))
+        .header("connection", "close")
+        .header("cache-control", "max-age=0")
+        .header("user-agent", "CloudSoftphone/1.5.6");
+    if let Some(s) = since {
+        r = r.header("if-modified-since", s);
+    }
+    r.send().await.unwrap()
+}
+
+fn node<'a>(doc: &'a roxmltree::Document<'a>, name: &str) -> &'a str {
+    doc.descendants()
+        .find(|n| n.has_tag_name(name))
+        .and_then(|n| n.text())
+        .unwrap_or_else(|| panic!("no <{name}>"))
+}
+
+both!(acrobits_provisioning, acrobits_flow);
+async fn acrobits_flow(app: TestApp) {
+    setup(&app).await;
+    let defs = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/acrobits"))
+        .await
+        .expect(200);
+    assert!(defs["InitialProvisioningUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with("/acrobits/provisioning?cloud_username=%username%&cloud_password=%password%&cloud_id=%fullcode%"));
+
+    let login = LOGIN.replace('@', "%40");
+    let first = acrobits(
+        &app,
+        &format!(
+            "cloud_username={login}&cloud_password={PASSWORD}&cloud_id=EXAMPLE&initialScreen=1"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+    assert!(
+        first.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    let modified = first.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = first.text().await.unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    assert_eq!(doc.root_element().tag_name().name(), "account");
+    assert_eq!(node(&doc, "username"), "user1");
+    assert_eq!(node(&doc, "password"), "29de?8");
+    assert_eq!(node(&doc, "authUsername"), "629456");
+    assert_eq!(node(&doc, "host"), "pbx.example.com");
+    assert_eq!(node(&doc, "proxy"), "proxy.example.com:5061");
+    assert_eq!(node(&doc, "transport"), "tls");
+    assert_eq!(node(&doc, "allowMessage"), "1");
+    assert_eq!(node(&doc, "extProvLogoutStatusCode"), "410");
+    assert!(node(&doc, "extProvUrl").contains("install=%account[X-install-id]%"));
+    let install = node(&doc, "X-install-id").to_owned();
+
+    // Re-provisioning as the app does it, with the account's values: unchanged is 304.
+    let again = format!("cloud_username={login}&cloud_password={PASSWORD}&install={install}");
+    let unchanged = acrobits(&app, &again, Some(&modified)).await;
+    assert_eq!(unchanged.status(), 304);
+    // Changed data: the new Account XML.
+    change_sip_password(&app, "n3w-pw").await;
+    let changed = acrobits(&app, &again, Some(&modified)).await;
+    assert_eq!(changed.status(), 200);
+    assert!(
+        changed
+            .text()
+            .await
+            .unwrap()
+            .contains("<password>n3w-pw</password>")
+    );
+
+    // Wrong password at first sign-in: a message; on re-provisioning: log out.
+    let wrong = acrobits(
+        &app,
+        &format!("cloud_username={login}&cloud_password=guess&cloud_id=EXAMPLE"),
+        None,
+    )
+    .await;
+    assert_eq!(wrong.status(), 403);
+    assert!(wrong.text().await.unwrap().contains("<error><message>"));
+    let gone = acrobits(
+        &app,
+        &format!("cloud_username={login}&cloud_password=guess&install={install}"),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status(), 410);
+    // A disabled user is logged out.
+    app.patch(
+        &format!("/api/v1/domains/{DOMAIN}/users/jbloggs"),
+        json!({"enabled": false}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(acrobits(&app, &again, None).await.status(), 410);
+    let installs = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/installs"))
+        .await
+        .expect(200);
+    assert!(
+        installs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["app"] == "acrobits" && i["install_id"] == install.as_str())
+    );
 }
