@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/sessiontalk/provisioning", get(sessiontalk))
         .route("/sessiontalk/provisioning/", get(sessiontalk))
         .route("/acrobits/provisioning", get(acrobits).post(acrobits))
+        .route("/linphone/{token}", get(linphone))
 }
 
 #[derive(Deserialize)]
@@ -425,6 +426,139 @@ async fn acrobits(
             (LAST_MODIFIED, last_modified),
         ],
         xml,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Linphone
+
+/// A new Linphone installation of the user: its provisioning URL carries a random token,
+/// kept only as a digest (the URL is shown once).
+pub async fn new_linphone(
+    st: &AppState,
+    d: provisor_domain::model::DomainId,
+    username: &str,
+) -> ApiResult<String> {
+    let secret = token::generate().secret;
+    let token = &secret.expose()[4..];
+    st.store
+        .install_contact(d, username, "linphone", &token::digest(token), "", "")
+        .await?;
+    Ok(format!("{}/linphone/{token}", public_base(st)))
+}
+
+/// The lpconfig XML of the user's SIP accounts: a `proxy_N` and an `auth_info_N` each.
+fn linphone_config(u: &SoftphoneUser) -> String {
+    use provisor_render::escape_xml as x;
+    let s = settings::merge(&u.layers);
+    let default_registrar = s
+        .get("registrar")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <config xmlns=\"http://www.linphone.org/xsds/lpconfig.xsd\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+         xsi:schemaLocation=\"http://www.linphone.org/xsds/lpconfig.xsd lpconfig.xsd\">\n",
+    );
+    let entry = |name: &str, value: &str| {
+        format!(
+            "    <entry name=\"{name}\" overwrite=\"true\">{}</entry>\n",
+            x(value)
+        )
+    };
+    for (i, a) in u.accounts.iter().enumerate() {
+        let registrar = if a.registrar.is_empty() {
+            &default_registrar
+        } else {
+            &a.registrar
+        };
+        let domain = registrar.split(':').next().unwrap_or(registrar);
+        let transport = a.transport.as_str();
+        let proxy = if a.outbound_proxy.is_empty() {
+            registrar
+        } else {
+            &a.outbound_proxy
+        };
+        let name = [&a.display_name, &u.user.display_name]
+            .into_iter()
+            .find(|n| !n.is_empty())
+            .cloned()
+            .unwrap_or_default();
+        let identity = if name.is_empty() {
+            format!("<sip:{}@{domain}>", a.sip_user)
+        } else {
+            format!(
+                "\"{}\" <sip:{}@{domain}>",
+                name.replace('"', "'"),
+                a.sip_user
+            )
+        };
+        xml += &format!("  <section name=\"proxy_{i}\">\n");
+        xml += &entry("reg_proxy", &format!("<sip:{proxy};transport={transport}>"));
+        xml += &entry("reg_identity", &identity);
+        xml += &entry("reg_expires", "3600");
+        xml += &entry("reg_sendregister", "1");
+        xml += "  </section>\n";
+        xml += &format!("  <section name=\"auth_info_{i}\">\n");
+        xml += &entry("username", &a.sip_user);
+        xml += &entry(
+            "userid",
+            if a.auth_user.is_empty() {
+                &a.sip_user
+            } else {
+                &a.auth_user
+            },
+        );
+        xml += &entry("passwd", a.password.expose());
+        xml += &entry("domain", domain);
+        xml += "  </section>\n";
+    }
+    xml += "</config>\n";
+    xml
+}
+
+async fn linphone(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    let not_found = || StatusCode::NOT_FOUND.into_response();
+    if token.len() > 64 {
+        return Ok(not_found());
+    }
+    let Some((d, username, seen)) = st
+        .store
+        .find_install("linphone", &token::digest(&token))
+        .await?
+    else {
+        return Ok(not_found());
+    };
+    let user = st.store.softphone_user(d, &username).await?;
+    if seen.revoked || !user.user.enabled {
+        return Ok(not_found());
+    }
+    let ip = canonical_ip(peer.addr.ip()).to_string();
+    let user_agent = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    st.store
+        .install_contact(
+            d,
+            &username,
+            "linphone",
+            &token::digest(&token),
+            &ip,
+            user_agent,
+        )
+        .await?;
+    Ok((
+        [(CONTENT_TYPE, "application/xml; charset=utf-8")],
+        linphone_config(&user),
     )
         .into_response())
 }

@@ -51,6 +51,17 @@ impl From<InstallRow> for Install {
     }
 }
 
+/// An installation seen before.
+fn known(id: i64, revoked: Option<i64>, digest: String, delivered_at: i64) -> InstallSeen {
+    InstallSeen {
+        id,
+        new: false,
+        revoked: revoked.is_some(),
+        digest,
+        delivered_at,
+    }
+}
+
 #[async_trait]
 impl SoftphoneStore for SqlStore {
     async fn softphone_user(&self, d: DomainId, username: &str) -> Result<SoftphoneUser> {
@@ -123,13 +134,7 @@ impl SoftphoneStore for SqlStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-                InstallSeen {
-                    id,
-                    new: false,
-                    revoked: revoked.is_some(),
-                    digest,
-                    delivered_at,
-                }
+                known(id, revoked, digest, delivered_at)
             }
             // The installation now signs in as someone else: it starts afresh.
             Some((id, _, _, _, _)) => {
@@ -178,6 +183,28 @@ impl SoftphoneStore for SqlStore {
         };
         tx.commit().await?;
         Ok(seen)
+    }
+
+    async fn find_install(
+        &self,
+        app: &str,
+        install_id: &str,
+    ) -> Result<Option<(DomainId, String, InstallSeen)>> {
+        let row: Option<(i64, i64, String, Option<i64>, String, i64)> = sqlx::query_as(
+            "SELECT i.id, i.domain_id, u.username, i.revoked_at, i.digest, i.delivered_at FROM installs i \
+             JOIN users u ON u.id = i.user_id WHERE i.app = $1 AND i.install_id = $2",
+        )
+        .bind(app)
+        .bind(install_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, d, username, revoked, digest, delivered_at)| {
+            (
+                DomainId(d),
+                username,
+                known(id, revoked, digest, delivered_at),
+            )
+        }))
     }
 
     async fn install_delivered(&self, id: i64, digest: &str) -> Result<()> {

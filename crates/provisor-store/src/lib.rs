@@ -630,6 +630,12 @@ pub trait SoftphoneStore: Send + Sync {
         ip: &str,
         user_agent: &str,
     ) -> Result<InstallSeen>;
+    /// The installation of `app` with this id: its domain, user, and whether it is revoked.
+    async fn find_install(
+        &self,
+        app: &str,
+        install_id: &str,
+    ) -> Result<Option<(DomainId, String, InstallSeen)>>;
     /// What the installation has now been given.
     async fn install_delivered(&self, id: i64, digest: &str) -> Result<()>;
     async fn list_installs(&self, d: DomainId, username: &str) -> Result<Vec<Install>>;

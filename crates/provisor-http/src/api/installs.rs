@@ -73,3 +73,33 @@ pub async fn acrobits(
         base.trim_end_matches('/'),
     )))
 }
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LinphoneInstall {
+    /// The remote-provisioning URL (shown once): Linphone's `config-uri`, or its QR code.
+    url: String,
+}
+
+/// A new Linphone installation for the user: a tokenized remote-provisioning URL.
+#[utoipa::path(post, path = "/api/v1/domains/{domain}/users/{username}/linphone", tag = "users",
+    params(("domain" = String, Path), ("username" = String, Path)),
+    responses((status = 201, body = LinphoneInstall), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn linphone(
+    State(st): State<AppState>,
+    d: InDomain,
+    Path((_, username)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<LinphoneInstall>)> {
+    let url = crate::softphone::new_linphone(&st, d.id(), &username).await?;
+    Ok((StatusCode::CREATED, Json(LinphoneInstall { url })))
+}
+
+/// A new Linphone installation for the signed-in user.
+#[utoipa::path(post, path = "/api/v1/self/linphone", tag = "self-service", security(("portal" = [])),
+    responses((status = 201, body = LinphoneInstall), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn linphone_own(
+    State(st): State<AppState>,
+    p: Portal,
+) -> ApiResult<(StatusCode, Json<LinphoneInstall>)> {
+    let url = crate::softphone::new_linphone(&st, p.domain.id, &p.username).await?;
+    Ok((StatusCode::CREATED, Json(LinphoneInstall { url })))
+}

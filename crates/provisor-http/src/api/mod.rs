@@ -111,6 +111,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(portal::categories))
         .routes(routes!(installs::list))
         .routes(routes!(installs::acrobits))
+        .routes(routes!(installs::linphone))
+        .routes(routes!(installs::linphone_own))
         .routes(routes!(installs::revoke))
         .routes(routes!(installs::list_own))
         .routes(routes!(installs::revoke_own))

@@ -274,3 +274,101 @@ async fn acrobits_flow(app: TestApp) {
             .any(|i| i["app"] == "acrobits" && i["install_id"] == install.as_str())
     );
 }
+
+fn entries(doc: &roxmltree::Document<'_>, section: &str) -> Vec<(String, String)> {
+    doc.descendants()
+        .find(|n| n.has_tag_name("section") && n.attribute("name") == Some(section))
+        .unwrap_or_else(|| panic!("no section {section}"))
+        .children()
+        .filter(|n| n.has_tag_name("entry"))
+        .map(|n| {
+            (
+                n.attribute("name").unwrap().to_owned(),
+                n.text().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+both!(linphone_remote_provisioning, linphone_flow);
+async fn linphone_flow(app: TestApp) {
+    setup(&app).await;
+    app.post(
+        &format!("/api/v1/domains/{DOMAIN}/users/jbloggs/accounts"),
+        json!({"sip_user": "user2", "password": "pw<&>2", "registrar": "pbx.example.com"}),
+    )
+    .await
+    .expect(201);
+    let created = app
+        .post(
+            &format!("/api/v1/domains/{DOMAIN}/users/jbloggs/linphone"),
+            json!({}),
+        )
+        .await
+        .expect(201);
+    let url = created["url"].as_str().unwrap().to_owned();
+    assert!(url.contains("/linphone/"));
+    let fetched = reqwest::get(&url).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    let text = fetched.text().await.unwrap();
+    // The lpconfig format: a proxy_N and an auth_info_N section per SIP account.
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "config");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.linphone.org/xsds/lpconfig.xsd")
+    );
+    let p0 = entries(&doc, "proxy_0");
+    assert!(
+        p0.contains(&(
+            "reg_proxy".into(),
+            "<sip:proxy.example.com:5061;transport=tls>".into()
+        )),
+        "{p0:?}"
+    );
+    assert!(
+        p0.contains(&("reg_identity".into(), "<sip:user1@pbx.example.com>".into())),
+        "{p0:?}"
+    );
+    assert!(p0.contains(&("reg_sendregister".into(), "1".into())));
+    let a0 = entries(&doc, "auth_info_0");
+    assert!(a0.contains(&("userid".into(), "629456".into())));
+    assert!(a0.contains(&("passwd".into(), "29de?8".into())));
+    let a1 = entries(&doc, "auth_info_1");
+    assert!(
+        a1.contains(&("passwd".into(), "pw<&>2".into())),
+        "escaped and read back"
+    );
+    assert!(entries(&doc, "proxy_1").contains(&(
+        "reg_proxy".into(),
+        "<sip:pbx.example.com;transport=udp>".into()
+    )));
+
+    // The installation is the user's device; revoked, its URL is gone. Unknown tokens too.
+    let installs = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/installs"))
+        .await
+        .expect(200);
+    let linphone = installs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["app"] == "linphone")
+        .unwrap();
+    assert!(
+        !url.contains(linphone["install_id"].as_str().unwrap()),
+        "only the token's digest is kept"
+    );
+    let id = linphone["id"].as_i64().unwrap();
+    let unknown = reqwest::get(format!("{}/linphone/nope", app.base))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    app.delete(&format!(
+        "/api/v1/domains/{DOMAIN}/users/jbloggs/installs/{id}"
+    ))
+    .await
+    .expect(204);
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 404);
+}
