@@ -113,6 +113,8 @@ impl FromRequestParts<AppState> for InDomain {
 pub struct Portal {
     pub domain: Domain,
     pub username: String,
+    /// The password the user signed in with (for QR codes that carry it to their app).
+    pub password: provisor_domain::secret::SecretString,
 }
 
 impl Portal {
@@ -185,14 +187,19 @@ pub async fn portal_login(
     };
     let known = hash.is_some();
     let secret = provisor_domain::secret::SecretString::new(password);
+    let checked = secret.clone();
     let matches = tokio::task::spawn_blocking(move || {
         let hash = hash.unwrap_or_else(dummy_hash);
-        provisor_domain::password::verify(&secret, &hash)
+        provisor_domain::password::verify(&checked, &hash)
     })
     .await?;
     match (domain, user) {
         (Some(domain), Some(user)) if known && matches => {
-            let portal = Portal { domain, username };
+            let portal = Portal {
+                domain,
+                username,
+                password: secret,
+            };
             Ok(if user.enabled {
                 Login::Valid(portal)
             } else {

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 mod ops;
 pub mod phone;
+pub mod qr;
 pub mod softphone;
 pub mod webhooks;
 
@@ -51,6 +52,17 @@ impl AppState {
             phones: Arc::new(phones),
         }
     }
+}
+
+/// `value` percent-encoded for a URL component: all but RFC 3986's unreserved characters.
+pub fn url_component(value: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(value, COMPONENT).to_string()
 }
 
 /// The whole application router.

@@ -6,7 +6,7 @@ use provisor_domain::model::Install;
 
 use crate::AppState;
 use crate::auth::{InDomain, Portal};
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, Path};
 
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/users/{username}/installs", tag = "users",
@@ -102,4 +102,107 @@ pub async fn linphone_own(
 ) -> ApiResult<(StatusCode, Json<LinphoneInstall>)> {
     let url = crate::softphone::new_linphone(&st, p.domain.id, &p.username).await?;
     Ok((StatusCode::CREATED, Json(LinphoneInstall { url })))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QrQuery {
+    /// `svg` (default) or `png`.
+    format: Option<String>,
+}
+
+/// The QR code of `app`'s onboarding for the user; `password` (the self-service login's)
+/// is put in where the app's format takes it.
+async fn qr_for(
+    st: &AppState,
+    d: provisor_domain::model::DomainId,
+    domain: &str,
+    username: &str,
+    app: &str,
+    password: Option<&str>,
+    format: Option<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let format = crate::qr::Format::parse(format.as_deref().unwrap_or("svg"))
+        .ok_or_else(|| ApiError::BadRequest("format is svg or png".into()))?;
+    let user = st.store.softphone_user(d, username).await?;
+    let settings = provisor_domain::settings::merge(&user.layers);
+    let setting = |key: &str| {
+        settings
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("set the domain's (or user's) {key} setting first"))
+            })
+    };
+    let login = format!("{username}@{domain}");
+    let enc = crate::url_component;
+    let payload = match app {
+        "acrobits" => {
+            let cloud = setting("acrobits_cloud_id")?;
+            match password {
+                Some(p) => format!("csc:{}:{}@{cloud}", enc(&login), enc(p)),
+                None => format!("csc:{}@{cloud}", enc(&login)),
+            }
+        }
+        "sessiontalk" => {
+            let provider = setting("sessiontalk_provider_id")?;
+            let p = password.ok_or_else(|| {
+                ApiError::BadRequest("a SessionTalk QR code carries the user's password: the user makes it in self-service".into())
+            })?;
+            format!("scsc:{login}:{p}:{provider}")
+        }
+        "linphone" => crate::softphone::new_linphone(st, d, username).await?,
+        _ => return Err(ApiError::NotFound("app")),
+    };
+    let image = crate::qr::render(&payload, format)
+        .ok_or_else(|| ApiError::BadRequest("the payload is too long for a QR code".into()))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, format.content_type()),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        image,
+    )
+        .into_response())
+}
+
+/// A QR code for the user's app (`acrobits`: without the password; `linphone`: a new
+/// installation's URL). SessionTalk's carries the password, so only the user makes it.
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/users/{username}/qr/{app}", tag = "users",
+    params(("domain" = String, Path), ("username" = String, Path), ("app" = String, Path), QrQuery),
+    responses((status = 200, content_type = "image/svg+xml", body = String), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn qr(
+    State(st): State<AppState>,
+    d: InDomain,
+    Path((_, username, app)): Path<(String, String, String)>,
+    crate::extract::Query(q): crate::extract::Query<QrQuery>,
+) -> ApiResult<axum::response::Response> {
+    qr_for(&st, d.id(), &d.domain.name, &username, &app, None, q.format).await
+}
+
+/// A QR code for the signed-in user's app: `acrobits` (`csc:user:password@CLOUDID`),
+/// `sessiontalk` (`scsc:user:password:PROVIDER`), `linphone` (a new installation's URL).
+#[utoipa::path(get, path = "/api/v1/self/qr/{app}", tag = "self-service", security(("portal" = [])),
+    params(("app" = String, Path), QrQuery),
+    responses((status = 200, content_type = "image/svg+xml", body = String), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn qr_own(
+    State(st): State<AppState>,
+    p: Portal,
+    Path(app): Path<String>,
+    crate::extract::Query(q): crate::extract::Query<QrQuery>,
+) -> ApiResult<axum::response::Response> {
+    let name = p.domain.name.clone();
+    qr_for(
+        &st,
+        p.domain.id,
+        &name,
+        &p.username,
+        &app,
+        Some(p.password.expose()),
+        q.format,
+    )
+    .await
 }

@@ -113,6 +113,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(installs::acrobits))
         .routes(routes!(installs::linphone))
         .routes(routes!(installs::linphone_own))
+        .routes(routes!(installs::qr))
+        .routes(routes!(installs::qr_own))
         .routes(routes!(installs::revoke))
         .routes(routes!(installs::list_own))
         .routes(routes!(installs::revoke_own))

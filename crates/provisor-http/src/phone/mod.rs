@@ -895,14 +895,7 @@ impl Phones {
     /// The URL to roll out for automatic provisioning into `category` of `domain`: the
     /// plain phone directory with every value percent-encoded.
     pub fn auto_provisioning_url(&self, domain: &str, token: &str, category: &str) -> String {
-        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-        // Everything but RFC 3986's unreserved characters.
-        const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'.')
-            .remove(b'_')
-            .remove(b'~');
-        let enc = |v: &str| utf8_percent_encode(v, COMPONENT).to_string();
+        let enc = crate::url_component;
         format!(
             "{}?domain={}&token={}&category={}",
             self.plain_url(),

@@ -254,6 +254,25 @@ async fn acrobits_flow(app: TestApp) {
     )
     .await;
     assert_eq!(gone.status(), 410);
+    // A revoked installation is logged out.
+    let listed = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/installs"))
+        .await
+        .expect(200);
+    let id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["install_id"] == install.as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    app.delete(&format!(
+        "/api/v1/domains/{DOMAIN}/users/jbloggs/installs/{id}"
+    ))
+    .await
+    .expect(204);
+    assert_eq!(acrobits(&app, &again, None).await.status(), 410);
     // A disabled user is logged out.
     app.patch(
         &format!("/api/v1/domains/{DOMAIN}/users/jbloggs"),
@@ -371,4 +390,75 @@ async fn linphone_flow(app: TestApp) {
     .await
     .expect(204);
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 404);
+}
+
+/// The text of a PNG QR code.
+fn decode_qr(png_bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    grids[0].decode().unwrap().1
+}
+
+both!(qr_codes_for_each_app, qr_codes);
+async fn qr_codes(app: TestApp) {
+    setup(&app).await;
+    app.patch(
+        &format!("/api/v1/domains/{DOMAIN}"),
+        json!({"settings": {"acrobits_cloud_id": "EXAMPLE", "sessiontalk_provider_id": "acme"}}),
+    )
+    .await
+    .expect(200);
+    let own = |path: &str| {
+        let url = format!("{}/api/v1/self/qr/{path}", app.base);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .basic_auth(LOGIN, Some(PASSWORD))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let acrobits = own("acrobits?format=png").await;
+    assert_eq!(acrobits.status(), 200);
+    assert_eq!(acrobits.headers()["content-type"], "image/png");
+    let text = decode_qr(&acrobits.bytes().await.unwrap());
+    assert_eq!(text, "csc:jbloggs%40acme.example.com:7578743843-pw@EXAMPLE");
+    let sessiontalk = decode_qr(&own("sessiontalk?format=png").await.bytes().await.unwrap());
+    assert_eq!(sessiontalk, format!("scsc:{LOGIN}:{PASSWORD}:acme"));
+    let linphone = decode_qr(&own("linphone?format=png").await.bytes().await.unwrap());
+    assert!(linphone.contains("/linphone/"));
+    assert_eq!(
+        reqwest::get(&linphone).await.unwrap().status(),
+        200,
+        "the QR's URL provisions"
+    );
+    let svg = own("acrobits").await;
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().contains("<svg"));
+
+    // Admins get the Acrobits code without the password, and no SessionTalk one.
+    let admin = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/domains/{DOMAIN}/users/jbloggs/qr/acrobits?format=png"),
+            Some(&app.token),
+            None,
+        )
+        .await;
+    assert_eq!(admin.status, 200);
+    app.get(&format!(
+        "/api/v1/domains/{DOMAIN}/users/jbloggs/qr/sessiontalk"
+    ))
+    .await
+    .problem(400, "bad-request");
+    app.get(&format!("/api/v1/domains/{DOMAIN}/users/jbloggs/qr/zoiper"))
+        .await
+        .problem(404, "not-found");
 }
