@@ -7,15 +7,22 @@
 //! - at most [`MAX_SOURCE`] bytes of source;
 //! - before anything is compiled (minijinja folds constant expressions while compiling),
 //!   the tokens are checked: no `~`, `*`, `**`, and `+` only with a whole number after it;
-//! - in the compiled template: no lists or maps built from values (constant ones are
-//!   fine), no macros, captures, `autoescape` blocks, includes (but of a built-in template
-//!   by name) or blocks. So every list or map a template handles is the context's, a
+//! - tuples, and lists or maps built from values (constant ones are fine), are refused by
+//!   the same token check; in the compiled template no macros, captures, `autoescape`
+//!   blocks, includes (but of a built-in template by name) or blocks. So every list or map a template handles is the context's, a
 //!   constant, a `range`, or filtered from these: nothing nests or repeats beyond what the
 //!   source and the context hold;
 //! - only the filters, tests and functions listed here; every conversion of a value to
 //!   text (printing, `string`, `join`, `replace`, the string filters) is refused beyond
 //!   [`MAX_VALUE`] bytes before it is built, `range` gives at most [`MAX_RANGE`] items;
+//! - `list`, `sort`, `unique` take at most [`MAX_RANGE`] items, values are written at most
+//!   16 levels deep;
 //! - a fuel budget (instructions) and a recursion limit;
+//!
+//! What this does not bound well is CPU time: a template can still spend seconds in
+//! comparisons and conversions of capped values within its fuel. Phone fetches render
+//! stored templates off the async workers, so the server goes on answering meanwhile, but a
+//! wall-clock budget (a worker process with limits) is still to come.
 //! - at most [`MAX_OUTPUT`] bytes of output.
 //!
 //! Upload also catches what would otherwise fail only when a phone asks: every name a
@@ -90,7 +97,7 @@ const FILTERS: &[&str] = &[
     "zpad",
 ];
 
-const FUNCTIONS: &[&str] = &["dict", "range"];
+const FUNCTIONS: &[&str] = &["range"];
 
 const TESTS: &[&str] = &[
     "defined",
@@ -169,8 +176,22 @@ pub(crate) fn text(value: &Value) -> Result<std::borrow::Cow<'_, str>, TemplateE
         return Ok(std::borrow::Cow::Borrowed(s));
     }
     let mut out = String::new();
-    write_text(value, &mut out)?;
+    write_text(value, &mut out, 0)?;
     Ok(std::borrow::Cow::Owned(out))
+}
+
+/// How deep lists and maps are written.
+const MAX_DEPTH: usize = 16;
+
+/// A list of at most `MAX_RANGE` items.
+fn capped_items(list: Value, what: &str) -> Result<Value, TemplateError> {
+    if list.len().is_some_and(|n| n > MAX_RANGE) {
+        return Err(TemplateError::new(
+            ErrorKind::InvalidOperation,
+            format!("{what} takes at most {MAX_RANGE} items in stored templates"),
+        ));
+    }
+    Ok(list)
 }
 
 fn push_capped(out: &mut String, piece: &str, what: &str) -> Result<(), TemplateError> {
@@ -182,7 +203,13 @@ fn push_capped(out: &mut String, piece: &str, what: &str) -> Result<(), Template
 }
 
 /// Lists and maps as minijinja writes them (`[1, "a"]`, `{"k": 1}`), within the cap.
-fn write_text(value: &Value, out: &mut String) -> Result<(), TemplateError> {
+fn write_text(value: &Value, out: &mut String, depth: usize) -> Result<(), TemplateError> {
+    if depth > MAX_DEPTH {
+        return Err(TemplateError::new(
+            ErrorKind::InvalidOperation,
+            format!("values nested deeper than {MAX_DEPTH} are not written in stored templates"),
+        ));
+    }
     match value.kind() {
         ValueKind::Seq | ValueKind::Iterable => {
             push_capped(out, "[", "a value")?;
@@ -190,7 +217,7 @@ fn write_text(value: &Value, out: &mut String) -> Result<(), TemplateError> {
                 if i > 0 {
                     push_capped(out, ", ", "a value")?;
                 }
-                write_item(&item, out)?;
+                write_item(&item, out, depth)?;
             }
             push_capped(out, "]", "a value")
         }
@@ -200,9 +227,9 @@ fn write_text(value: &Value, out: &mut String) -> Result<(), TemplateError> {
                 if i > 0 {
                     push_capped(out, ", ", "a value")?;
                 }
-                write_item(&key, out)?;
+                write_item(&key, out, depth)?;
                 push_capped(out, ": ", "a value")?;
-                write_item(&value.get_item(&key)?, out)?;
+                write_item(&value.get_item(&key)?, out, depth)?;
             }
             push_capped(out, "}", "a value")
         }
@@ -211,13 +238,13 @@ fn write_text(value: &Value, out: &mut String) -> Result<(), TemplateError> {
 }
 
 /// An item inside a list or map: strings quoted, as minijinja does.
-fn write_item(value: &Value, out: &mut String) -> Result<(), TemplateError> {
+fn write_item(value: &Value, out: &mut String, depth: usize) -> Result<(), TemplateError> {
     match value.as_str() {
         Some(s) => {
             let quoted = format!("{s:?}");
             push_capped(out, &quoted, "a value")
         }
-        None => write_text(value, out),
+        None => write_text(value, out, depth + 1),
     }
 }
 
@@ -260,7 +287,10 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_filter("items", filters::items);
     env.add_filter("last", filters::last);
     env.add_filter("length", filters::length);
-    env.add_filter("list", filters::list);
+    env.add_filter("list", |state: &minijinja::State, v: Value| {
+        let list = filters::list(state, v)?;
+        capped_items(list, "list")
+    });
     env.add_filter("max", filters::max);
     env.add_filter("min", filters::min);
     env.add_filter("reject", filters::reject);
@@ -269,8 +299,18 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_filter("round", filters::round);
     env.add_filter("select", filters::select);
     env.add_filter("selectattr", filters::selectattr);
-    env.add_filter("sort", filters::sort);
-    env.add_filter("unique", filters::unique);
+    env.add_filter(
+        "sort",
+        |state: &minijinja::State, v: Value, kwargs: minijinja::value::Kwargs| {
+            filters::sort(state, capped_items(v, "sort")?, kwargs)
+        },
+    );
+    env.add_filter(
+        "unique",
+        |state: &minijinja::State, v: Value, kwargs: minijinja::value::Kwargs| {
+            filters::unique(state, capped_items(v, "unique")?, kwargs)
+        },
+    );
     env.add_filter("join", |value: Value, joiner: Option<Value>| {
         let joiner = match &joiner {
             Some(j) => text(j)?.into_owned(),
@@ -371,13 +411,6 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
             }
         }
         Ok(Value::from(items))
-    });
-    env.add_function("dict", |kwargs: minijinja::value::Kwargs| {
-        let map: std::collections::BTreeMap<String, Value> = kwargs
-            .args()
-            .map(|k| Ok((k.to_owned(), kwargs.get::<Value>(k)?)))
-            .collect::<Result<_, TemplateError>>()?;
-        Ok(Value::from(map))
     });
     env.add_test("defined", tests::is_defined);
     env.add_test("undefined", tests::is_undefined);
@@ -505,6 +538,12 @@ fn tokens(source: &str) -> Result<(), TemplateProblem> {
                     "`+` takes a whole number on its right in stored templates, as in `n + 1`",
                 )
             }
+            Token::ParenOpen
+                if literal_position(all.get(i.wrapping_sub(1)).map(|t| &t.0).filter(|_| i > 0))
+                    && tuple(&all[i..]) =>
+            {
+                Some("tuples are not available in stored templates")
+            }
             Token::BracketOpen | Token::BraceOpen
                 if literal_position(all.get(i.wrapping_sub(1)).map(|t| &t.0).filter(|_| i > 0)) =>
             {
@@ -525,6 +564,12 @@ fn tokens(source: &str) -> Result<(), TemplateProblem> {
 /// Whether a `[` or `{` after `previous` starts a literal (rather than a subscript).
 fn literal_position(previous: Option<&minijinja::machinery::Token<'_>>) -> bool {
     use minijinja::machinery::Token;
+    if let Some(Token::Ident(word)) = previous {
+        return matches!(
+            *word,
+            "and" | "or" | "not" | "in" | "is" | "if" | "elif" | "else" | "for" | "set" | "with"
+        );
+    }
     !matches!(
         previous,
         Some(
@@ -539,6 +584,27 @@ fn literal_position(previous: Option<&minijinja::machinery::Token<'_>>) -> bool 
                 | Token::BraceClose
         )
     )
+}
+
+/// Whether the `(` opening `tokens` (not a call's) holds a comma at its own level: a tuple.
+fn tuple(tokens: &[(minijinja::machinery::Token<'_>, minijinja::machinery::Span)]) -> bool {
+    use minijinja::machinery::Token;
+    let mut depth = 0usize;
+    for (token, _) in tokens {
+        match token {
+            Token::ParenOpen | Token::BracketOpen | Token::BraceOpen => depth += 1,
+            Token::ParenClose | Token::BracketClose | Token::BraceClose => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return false;
+                }
+            }
+            Token::Comma if depth == 1 => return true,
+            Token::VariableEnd | Token::BlockEnd => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether the literal opening `tokens` holds only constants (and constant literals).

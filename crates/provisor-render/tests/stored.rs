@@ -289,3 +289,32 @@ fn conversions_to_text_are_capped_before_they_are_built() {
         .body;
     assert_eq!(body, "x = a&#10;key = b");
 }
+
+#[test]
+fn the_second_review_is_refused_too() {
+    // Tuples, and lists or maps after a keyword or from dict(): no structure from values.
+    refused_at("{% set p = (device.mac, device.mac) %}", 1, 12, "tuples");
+    refused_at("{% set p = none or [lines, lines] %}", 1, 20, "list or map");
+    refused_at(
+        "{% for x in [lines, lines] %}{% endfor %}",
+        1,
+        13,
+        "list or map",
+    );
+    refused_at("{% set p = dict(a=lines) %}", 1, 12, "function `dict`");
+    // Grouping and calls stay fine.
+    assert!(
+        renderer()
+            .check_stored(
+                "yealink",
+                "mac.cfg",
+                "{{ (lines | length + 1) if lines else 0 }}{{ range(1, 3) | length }}"
+            )
+            .is_ok()
+    );
+    // Long lists cannot be sorted over and over.
+    let r = renderer();
+    let ctx = Context::sample("yealink", "T54W", 1);
+    let sorted = "{% set l = range(900) | join('xyz') | list %}{{ l | sort | length }}";
+    assert!(r.render_stored("yealink", "mac.cfg", sorted, ctx).is_err());
+}

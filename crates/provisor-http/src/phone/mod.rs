@@ -517,6 +517,16 @@ async fn upload(
     }
 }
 
+/// Runs `f` with the async worker handed over to the others (multi-threaded runtimes).
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// A guessable secret a request presented.
 enum Guess<'a> {
     Code,
@@ -1126,10 +1136,13 @@ impl Phones {
     /// its built-in one.
     fn make(&self, f: &Target<'_, '_>, context: Context) -> Result<Rendered, String> {
         match f.stored {
-            Some(t) => self
-                .renderer
-                .render_stored(&f.vendor.id, &t.name, &t.source, context)
-                .map_err(|e| e.to_string()),
+            // Stored templates are bounded but may still take a while: off the async
+            // workers, so other requests go on meanwhile.
+            Some(t) => off_the_workers(|| {
+                self.renderer
+                    .render_stored(&f.vendor.id, &t.name, &t.source, context)
+                    .map_err(|e| e.to_string())
+            }),
             None => self
                 .renderer
                 .render(&f.vendor.id, &f.template, context)

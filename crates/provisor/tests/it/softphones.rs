@@ -462,3 +462,71 @@ async fn qr_codes(app: TestApp) {
         .await
         .problem(404, "not-found");
 }
+
+// A real Linphone client (Debian's `linphone-cli`) applies the remote provisioning:
+// its rc file gets the `[proxy_0]` and `[auth_info_0]` sections. Skipped with a note
+// where `linphonec` is not installed, except in CI.
+both!(a_real_linphone_client_is_provisioned, real_linphone);
+async fn real_linphone(app: TestApp) {
+    if std::process::Command::new("linphonec")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "linphonec is needed in CI (apt-get install linphone-cli)"
+        );
+        eprintln!("note: linphonec is not installed; the real-client Linphone test is skipped");
+        return;
+    }
+    setup(&app).await;
+    let url = app
+        .post(
+            &format!("/api/v1/domains/{DOMAIN}/users/jbloggs/linphone"),
+            json!({}),
+        )
+        .await
+        .expect(201)["url"]
+        .as_str()
+        .unwrap()
+        .replace("http://127.0.0.1:8080", &app.base);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".local/share/linphone")).unwrap();
+    let rc = home.path().join("linphonerc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[misc]\nconfig-uri={url}\n\n[sip]\nbind_address=127.0.0.1\nsip_port=-1\nsip_tcp_port=0\nsip_tls_port=0\nuse_ipv6=0\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("linphonec")
+        .arg("-c")
+        .arg(&rc)
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut applied = String::new();
+    for _ in 0..100 {
+        applied = std::fs::read_to_string(&rc).unwrap_or_default();
+        if applied.contains("[auth_info_0]") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(applied.contains("[proxy_0]"), "{applied}");
+    assert!(
+        applied.contains("reg_proxy=<sip:proxy.example.com:5061;transport=tls>"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("[auth_info_0]") && applied.contains("passwd=29de?8"),
+        "{applied}"
+    );
+}
