@@ -41,7 +41,12 @@ pub struct Rendered {
 pub struct Renderer {
     env: Environment<'static>,
     /// For templates stored by admins: limited (see `stored`).
-    stored: Environment<'static>,
+    stored: std::sync::Arc<Environment<'static>>,
+    /// Stored renders running now (each on a thread of its own), and the templates that ran
+    /// out of time (by digest of vendor, name and source): refused from then on.
+    running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    deadline: std::time::Duration,
+    too_slow: std::sync::Mutex<std::collections::HashSet<String>>,
     catalog: Catalog,
 }
 
@@ -188,9 +193,18 @@ impl Renderer {
         }
         Ok(Self {
             env,
-            stored,
+            stored: std::sync::Arc::new(stored),
+            running: Default::default(),
+            deadline: stored::DEADLINE,
+            too_slow: Default::default(),
             catalog: vendors.catalog,
         })
+    }
+
+    /// The same renderer with another deadline for stored templates (tests).
+    pub fn with_stored_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -308,7 +322,9 @@ impl Renderer {
     }
 
     /// Renders a stored template (checked by `check_stored` when it was stored) under the
-    /// limits of stored templates.
+    /// limits of stored templates, on a thread of its own within `stored::DEADLINE`: one
+    /// that takes longer is refused from then on (until it is stored again, changed), and at
+    /// most `stored::RUNNING` run at once, so slow templates hold a bounded share of the CPU.
     pub fn render_stored(
         &self,
         vendor: &str,
@@ -316,18 +332,70 @@ impl Renderer {
         source: &str,
         mut context: Context,
     ) -> Result<Rendered, TemplateProblem> {
-        let name = format!("{vendor}/{template}");
-        let compiled = self
-            .stored
-            .template_from_named_str(&name, source)
-            .map_err(|e| stored::problem(&name, source, &e))?;
+        use std::sync::atomic::Ordering;
+        let refuse = |message: String| TemplateProblem {
+            line: 1,
+            column: 1,
+            message,
+        };
+        let key = provisor_domain::token::digest(&format!("{vendor}\0{template}\0{source}"));
+        if self.too_slow.lock().is_ok_and(|s| s.contains(&key)) {
+            return Err(refuse(format!(
+                "the template took longer than {} ms before; store it again, changed",
+                self.deadline.as_millis()
+            )));
+        }
+        // A place among the renderings running, waited for up to the deadline.
+        let started = std::time::Instant::now();
+        loop {
+            if self.running.fetch_add(1, Ordering::SeqCst) < stored::RUNNING {
+                break;
+            }
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            if started.elapsed() >= self.deadline {
+                return Err(refuse(
+                    "too many stored templates are being rendered; try again".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         let warnings = fit_lines(&mut context);
-        let mut out = stored::Bounded(Vec::new());
-        compiled
-            .render_captured_to(&context, &mut out)
-            .map_err(|e| stored::problem(&name, source, &e))?;
-        let body = String::from_utf8_lossy(&out.0).into_owned();
-        Ok(self.finish(vendor, body, warnings))
+        let (env, running) = (self.stored.clone(), self.running.clone());
+        let name = format!("{vendor}/{template}");
+        let source = source.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("stored-template".into())
+            .spawn(move || {
+                let result = (|| {
+                    let compiled = env
+                        .template_from_named_str(&name, &source)
+                        .map_err(|e| stored::problem(&name, &source, &e))?;
+                    let mut out = stored::Bounded(Vec::new());
+                    compiled
+                        .render_captured_to(&context, &mut out)
+                        .map_err(|e| stored::problem(&name, &source, &e))?;
+                    Ok(String::from_utf8_lossy(&out.0).into_owned())
+                })();
+                running.fetch_sub(1, Ordering::SeqCst);
+                let _ = tx.send(result);
+            });
+        if spawned.is_err() {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            return Err(refuse("no thread for the template".into()));
+        }
+        match rx.recv_timeout(self.deadline) {
+            Ok(result) => Ok(self.finish(vendor, result?, warnings)),
+            Err(_) => {
+                if let Ok(mut slow) = self.too_slow.lock() {
+                    slow.insert(key);
+                }
+                Err(refuse(format!(
+                    "the template takes longer than {} ms, the limit for stored templates",
+                    self.deadline.as_millis()
+                )))
+            }
+        }
     }
 
     /// The vendor's line endings.

@@ -19,10 +19,10 @@
 //!   16 levels deep;
 //! - a fuel budget (instructions) and a recursion limit;
 //!
-//! What this does not bound well is CPU time: a template can still spend seconds in
-//! comparisons and conversions of capped values within its fuel. Phone fetches render
-//! stored templates off the async workers, so the server goes on answering meanwhile, but a
-//! wall-clock budget (a worker process with limits) is still to come.
+//! - each rendering runs on a thread of its own and is given up after [`DEADLINE`]; a
+//!   template that took that long is refused from then on (until it is stored again), and
+//!   at most [`RUNNING`] run at once, so a slow template holds at most that many cores for
+//!   at most the time its fuel allows, once.
 //! - at most [`MAX_OUTPUT`] bytes of output.
 //!
 //! Upload also catches what would otherwise fail only when a phone asks: every name a
@@ -45,6 +45,9 @@ pub const MAX_VALUE: usize = 64 * 1024;
 pub const MAX_OUTPUT: usize = 512 * 1024;
 pub const MAX_RANGE: usize = 1024;
 const FUEL: u64 = 50_000;
+/// How long one rendering of a stored template may take, and how many run at once.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_millis(2000);
+pub const RUNNING: usize = 4;
 const RECURSION: usize = 16;
 
 /// What is wrong with a template, and where (1-based line and column).
@@ -807,7 +810,9 @@ impl io::Write for Bounded {
 
 /// The contexts an upload is tried with: a device with lines, and the hand-off (none).
 pub(crate) fn trial_contexts(vendor: &str) -> [Context; 2] {
-    let with_lines = Context::sample(vendor, "", 3);
+    let mut with_lines = Context::sample(vendor, "", 3);
+    with_lines.device.firmware = "1.0.0".into();
+    with_lines.device.model = "sample".into();
     let mut bare = Context::sample(vendor, "", 0);
     bare.device.admin_password.clear();
     [with_lines, bare]

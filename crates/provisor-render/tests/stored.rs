@@ -318,3 +318,44 @@ fn the_second_review_is_refused_too() {
     let sorted = "{% set l = range(900) | join('xyz') | list %}{{ l | sort | length }}";
     assert!(r.render_stored("yealink", "mac.cfg", sorted, ctx).is_err());
 }
+
+#[test]
+fn a_template_that_takes_too_long_is_given_up_and_refused_after() {
+    let r = renderer().with_stored_deadline(std::time::Duration::from_millis(1));
+    // Within its fuel (about 12,000 instructions), but far longer than a millisecond:
+    // 2,000 comparisons of two separate 60 KB texts (at least 120 MB compared).
+    let slow = format!(
+        "{{% set a = range(1000) | join('{x}') %}}{{% set b = range(1000) | join('{x}') %}}\
+         {{% for i in range(1000) %}}{{% for j in range(2) %}}{{% if a == b %}}{{% endif %}}{{% endfor %}}{{% endfor %}}",
+        x = "x".repeat(60)
+    );
+    let slow = slow.as_str();
+    let ctx = Context::sample("yealink", "T54W", 1);
+    let first = r
+        .render_stored("yealink", "mac.cfg", slow, ctx.clone())
+        .unwrap_err();
+    assert!(first.message.contains("longer than"), "{first}");
+    let again = r
+        .render_stored("yealink", "mac.cfg", slow, ctx.clone())
+        .unwrap_err();
+    assert!(again.message.contains("before"), "{again}");
+    // Stored again, changed: tried again.
+    let changed = format!("{slow} ");
+    assert!(
+        r.render_stored("yealink", "mac.cfg", &changed, ctx)
+            .unwrap_err()
+            .message
+            .contains("longer than")
+    );
+    // The default deadline lets ordinary templates through.
+    assert!(
+        renderer()
+            .render_stored(
+                "yealink",
+                "mac.cfg",
+                "{{ device.mac }}",
+                Context::sample("yealink", "", 0)
+            )
+            .is_ok()
+    );
+}
