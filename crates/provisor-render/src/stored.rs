@@ -41,10 +41,10 @@ use serde::Serialize;
 use crate::context::Context;
 
 pub const MAX_SOURCE: usize = 64 * 1024;
-pub const MAX_VALUE: usize = 64 * 1024;
+pub const MAX_VALUE: usize = 16 * 1024;
 pub const MAX_OUTPUT: usize = 512 * 1024;
 pub const MAX_RANGE: usize = 1024;
-const FUEL: u64 = 50_000;
+const FUEL: u64 = 20_000;
 /// How long one rendering of a stored template may take, and how many run at once.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_millis(2000);
 pub const RUNNING: usize = 4;
