@@ -367,6 +367,14 @@ impl Renderer {
         let spawned = std::thread::Builder::new()
             .name("stored-template".into())
             .spawn(move || {
+                // Gives the place back however the rendering ends (a panic too).
+                struct Place(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+                impl Drop for Place {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                let _place = Place(running);
                 let result = (|| {
                     let compiled = env
                         .template_from_named_str(&name, &source)
@@ -377,7 +385,6 @@ impl Renderer {
                         .map_err(|e| stored::problem(&name, &source, &e))?;
                     Ok(String::from_utf8_lossy(&out.0).into_owned())
                 })();
-                running.fetch_sub(1, Ordering::SeqCst);
                 let _ = tx.send(result);
             });
         if spawned.is_err() {
