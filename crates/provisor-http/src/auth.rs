@@ -168,6 +168,10 @@ pub async fn portal_login(
     {
         return Ok(Login::Locked(wait));
     }
+    // Counted now, taken back if the login is right: attempts made at the same moment all
+    // count, however long the check takes.
+    let locking_ip = limiter.fail(&by_ip, limits.per_ip);
+    let locking_domain = limiter.fail(&by_domain, limits.per_domain);
     let domain = match state.store.domain(&domain_name).await {
         Ok(d) => Some(d),
         Err(provisor_store::StoreError::NotFound(_)) => None,
@@ -195,6 +199,8 @@ pub async fn portal_login(
     .await?;
     match (domain, user) {
         (Some(domain), Some(user)) if known && matches => {
+            limiter.refund(&by_ip, limits.per_ip, locking_ip);
+            limiter.refund(&by_domain, limits.per_domain, locking_domain);
             let portal = Portal {
                 domain,
                 username,
@@ -207,8 +213,6 @@ pub async fn portal_login(
             })
         }
         _ => {
-            limiter.fail(&by_ip, limits.per_ip);
-            limiter.fail(&by_domain, limits.per_domain);
             state
                 .store
                 .record_audit(

@@ -100,6 +100,21 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Takes back a failure counted ahead (`fail` before a slow check that then
+    /// succeeded); `locking`: what that `fail` returned.
+    pub fn refund(&self, key: &str, limit: Limit, locking: bool) {
+        if let Some(e) = self.entries().get_mut(key) {
+            if locking {
+                e.locked_until = None;
+                e.failures = limit.failures.saturating_sub(1);
+            } else {
+                e.failures = e.failures.saturating_sub(1);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +136,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(l.locked("ip:a").is_none(), "the lockout ends");
         assert!(!l.fail("ip:a", limit), "and counting starts again");
+        // A failure counted ahead and taken back, also the one that locked.
+        l.refund("ip:a", limit, false);
+        assert!(!l.fail("ip:a", limit));
+        assert!(!l.fail("ip:a", limit));
+        assert!(l.fail("ip:a", limit));
+        l.refund("ip:a", limit, true);
+        assert!(l.locked("ip:a").is_none());
+        assert!(l.fail("ip:a", limit), "and the next failure locks again");
     }
 }

@@ -366,6 +366,8 @@ impl Renderer {
         let (tx, rx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("stored-template".into())
+            // Room for what the checks allow (values at most 16 deep) and then some.
+            .stack_size(16 * 1024 * 1024)
             .spawn(move || {
                 // Gives the place back however the rendering ends (a panic too).
                 struct Place(std::sync::Arc<std::sync::atomic::AtomicUsize>);

@@ -518,7 +518,21 @@ fn tokens(source: &str) -> Result<(), TemplateProblem> {
         column: span.start_col as usize + 1,
         message: message.to_owned(),
     };
+    let mut depth = 0usize;
     for (i, (token, span)) in all.iter().enumerate() {
+        match token {
+            Token::ParenOpen | Token::BracketOpen | Token::BraceOpen => depth += 1,
+            Token::ParenClose | Token::BracketClose | Token::BraceClose => {
+                depth = depth.saturating_sub(1)
+            }
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Err(at(
+                span,
+                "brackets nested deeper than 16 are not available in stored templates",
+            ));
+        }
         let refused = match token {
             Token::Mul | Token::Pow => Some(
                 "`*` (multiplication and repetition) is not available in stored templates; \
@@ -681,11 +695,49 @@ pub(crate) fn check(
     }
     let not_here = |what: &str| format!("{what} is not available in stored templates");
     let mut previous: Option<&Instruction<'_>> = None;
+    // Where the instructions making each constant value start: a list or map may only be
+    // built from constants (and constant lists and maps).
+    let mut constant_from: std::collections::HashMap<usize, usize> = Default::default();
     for idx in 0..instructions.len() {
         let Some(instruction) = instructions.get(idx as u32) else {
             break;
         };
+        if let Instruction::LoadConst(_) = instruction {
+            constant_from.insert(idx, idx);
+        }
+        let built = match instruction {
+            Instruction::BuildList(Some(n)) => Some(*n),
+            Instruction::BuildList(None) => None,
+            Instruction::BuildMap(n) => Some(2 * *n),
+            _ => None,
+        };
+        if let Some(items) = built {
+            let mut at = idx;
+            let mut constant = true;
+            for _ in 0..items {
+                match at.checked_sub(1).and_then(|i| constant_from.get(&i)) {
+                    Some(start) => at = *start,
+                    None => {
+                        constant = false;
+                        break;
+                    }
+                }
+            }
+            if constant {
+                constant_from.insert(idx, at);
+            }
+        }
         let refusal = match instruction {
+            // (A filtered loop gathers the items that pass: `BuildList(None)`.)
+            Instruction::BuildList(Some(_)) | Instruction::BuildMap(_)
+                if !constant_from.contains_key(&idx) =>
+            {
+                Some(not_here(
+                    "a list, tuple or map built from values (constant ones, and the context's, \
+                     are fine)",
+                ))
+            }
+            Instruction::PushWith => Some(not_here("`with` blocks")),
             Instruction::Mul | Instruction::Pow => Some(not_here(
                 "`*` (multiplication and repetition; `provisioning.recheck_seconds` is the \
                  re-check interval in seconds)",

@@ -360,3 +360,29 @@ fn a_template_that_takes_too_long_is_given_up_and_refused_after() {
             .is_ok()
     );
 }
+
+#[test]
+fn the_third_review_is_refused_too() {
+    // Tuples without brackets, lists after a test, `with`, deep brackets.
+    refused_at("{% set p = 1 %}{% set p = p, p %}", 1, 1, "tuple");
+    refused_at("{% set p = 1 %}{% set p = p, %}", 1, 1, "tuple");
+    refused_at(
+        "{% if 1 is eq [device.mac, device.mac] %}{% endif %}",
+        1,
+        12,
+        "tuple",
+    );
+    refused_at("{% with p = lines %}{% endwith %}", 1, 1, "`with`");
+    let deep = format!("{{{{ {}1{} }}}}", "[".repeat(20), "]".repeat(20));
+    assert!(problem(&deep).message.contains("nested"));
+    // Constant ones, nested too, stay fine (the built-ins use them).
+    assert!(
+        renderer()
+            .check_stored(
+                "yealink",
+                "mac.cfg",
+                "{% set t = {1: {'a': 'b'}, 2: [1, 2]} %}{{ t[1].a }}"
+            )
+            .is_ok()
+    );
+}

@@ -599,3 +599,38 @@ async fn known_count(app: TestApp) {
         429
     );
 }
+
+both!(login_bursts_count_every_attempt, burst, super::strict);
+async fn burst(app: TestApp) {
+    setup(&app).await;
+    let login = erin(&app).await;
+    // Twenty wrong logins at the same moment: only the limit's worth is checked at all.
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let url = format!("{}/api/v1/self/categories", app.base);
+            let login = login.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .get(url)
+                    .basic_auth(login, Some("wrong horse"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            401 => checked += 1,
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        checked <= 3,
+        "{checked} wrong logins were checked; the limit is 3"
+    );
+}
