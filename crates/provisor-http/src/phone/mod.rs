@@ -141,24 +141,45 @@ impl Phones {
         mac: Mac,
         ip: &str,
     ) -> provisor_store::Result<()> {
+        let counted = self.count_guess(&guess, ip);
+        self.audit_guess(store, &guess, mac, ip, counted).await
+    }
+
+    /// Counts a guess against the limits (ahead of checking it); what each count did.
+    fn count_guess(&self, guess: &Guess<'_>, ip: &str) -> (bool, bool) {
         let limits = self.options.code_limits;
-        let by_ip = self.limiter.fail(&format!("guess-ip:{ip}"), limits.per_ip);
-        let (action, other, detail) = match guess {
-            Guess::Code => (
-                "code.refused",
-                self.limiter.fail("code-all", limits.total),
-                serde_json::json!({"mac": mac, "ip": ip}),
-            ),
+        let (key, limit) = guess_key(guess, &limits);
+        (
+            self.limiter.fail(&format!("guess-ip:{ip}"), limits.per_ip),
+            self.limiter.fail(&key, limit),
+        )
+    }
+
+    /// Takes back a guess counted ahead that turned out right.
+    fn refund_guess(&self, guess: &Guess<'_>, ip: &str, counted: (bool, bool)) {
+        let limits = self.options.code_limits;
+        let (key, limit) = guess_key(guess, &limits);
+        self.limiter
+            .refund(&format!("guess-ip:{ip}"), limits.per_ip, counted.0);
+        self.limiter.refund(&key, limit, counted.1);
+    }
+
+    async fn audit_guess(
+        &self,
+        store: &dyn Store,
+        guess: &Guess<'_>,
+        mac: Mac,
+        ip: &str,
+        counted: (bool, bool),
+    ) -> provisor_store::Result<()> {
+        let (action, detail) = match guess {
+            Guess::Code => ("code.refused", serde_json::json!({"mac": mac, "ip": ip})),
             Guess::Auto { domain, category } => (
                 "auto.refused",
-                self.limiter.fail(
-                    &format!("auto-domain:{}", domain.to_ascii_lowercase()),
-                    limits.per_domain,
-                ),
                 serde_json::json!({"mac": mac, "ip": ip, "domain": domain, "category": category}),
             ),
         };
-        tracing::info!(%mac, ip, action, locked = by_ip || other, "a guess was refused");
+        tracing::info!(%mac, ip, action, locked = counted.0 || counted.1, "a guess was refused");
         store
             .record_audit(
                 &Actor(format!("phone:{ip}")),
@@ -199,10 +220,7 @@ impl Phones {
 
     /// How much longer guesses of this kind from `ip` are refused, if they are.
     fn guess_locked(&self, guess: &Guess<'_>, ip: &str) -> Option<std::time::Duration> {
-        let other = match guess {
-            Guess::Code => "code-all".to_owned(),
-            Guess::Auto { domain, .. } => format!("auto-domain:{}", domain.to_ascii_lowercase()),
-        };
+        let (other, _) = guess_key(guess, &self.options.code_limits);
         self.limiter
             .locked(&format!("guess-ip:{ip}"))
             .or_else(|| self.limiter.locked(&other))
@@ -227,11 +245,14 @@ impl Phones {
             tracing::info!(ip, "provisioning code not tried: too many failures");
             return Ok(CodeOutcome::Locked(wait));
         }
+        // Counted ahead, so guesses made at the same moment all count.
+        let counted = self.count_guess(&Guess::Code, &ip);
         if let Some(redeemed) = store.redeem_code(code, redemption).await? {
+            self.refund_guess(&Guess::Code, &ip, counted);
             tracing::info!(mac = %redemption.mac, domain = redeemed.domain_name, ip, "provisioning code redeemed");
             return Ok(CodeOutcome::Redeemed(Box::new(redeemed)));
         }
-        self.guess_failed(store, Guess::Code, redemption.mac, &ip)
+        self.audit_guess(store, &Guess::Code, redemption.mac, &ip, counted)
             .await?;
         Ok(CodeOutcome::Refused)
     }
@@ -524,6 +545,17 @@ fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
         tokio::task::block_in_place(f)
     } else {
         f()
+    }
+}
+
+/// The key (besides the source IP's) a guess counts against, and its limit.
+fn guess_key(guess: &Guess<'_>, limits: &CodeLimits) -> (String, Limit) {
+    match guess {
+        Guess::Code => ("code-all".to_owned(), limits.total),
+        Guess::Auto { domain, .. } => (
+            format!("auto-domain:{}", domain.to_ascii_lowercase()),
+            limits.per_domain,
+        ),
     }
 }
 
@@ -890,15 +922,17 @@ impl Phones {
             return Ok(None);
         }
         let redemption = redemption_of(f, mac, req);
+        let counted = self.count_guess(&guess, &ip);
         if store
             .auto_provision(&auto.domain, &auto.token, &auto.category, &redemption)
             .await?
             .is_some()
         {
+            self.refund_guess(&guess, &ip, counted);
             tracing::info!(%mac, domain = auto.domain, category = auto.category, ip, "device registered by automatic provisioning");
             return self.serve_new(store, f, mac, req).await;
         }
-        self.guess_failed(store, guess, mac, &ip).await?;
+        self.audit_guess(store, &guess, mac, &ip, counted).await?;
         Ok(None)
     }
 
