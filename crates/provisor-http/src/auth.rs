@@ -162,9 +162,13 @@ pub async fn portal_login(
     let limits = state.phones.options().code_limits;
     let by_ip = format!("guess-ip:{ip}");
     let by_domain = format!("login-domain:{domain_name}");
+    // Per user too (as many as per address), so guesses at one login from many
+    // addresses are limited.
+    let by_user = format!("login-user:{}@{domain_name}", username.to_lowercase());
     if let Some(wait) = limiter
         .locked(&by_ip)
         .or_else(|| limiter.locked(&by_domain))
+        .or_else(|| limiter.locked(&by_user))
     {
         return Ok(Login::Locked(wait));
     }
@@ -172,6 +176,7 @@ pub async fn portal_login(
     // count, however long the check takes.
     let locking_ip = limiter.fail(&by_ip, limits.per_ip);
     let locking_domain = limiter.fail(&by_domain, limits.per_domain);
+    let locking_user = limiter.fail(&by_user, limits.per_ip);
     let domain = match state.store.domain(&domain_name).await {
         Ok(d) => Some(d),
         Err(provisor_store::StoreError::NotFound(_)) => None,
@@ -201,6 +206,7 @@ pub async fn portal_login(
         (Some(domain), Some(user)) if known && matches => {
             limiter.refund(&by_ip, limits.per_ip, locking_ip);
             limiter.refund(&by_domain, limits.per_domain, locking_domain);
+            limiter.refund(&by_user, limits.per_ip, locking_user);
             let portal = Portal {
                 domain,
                 username,

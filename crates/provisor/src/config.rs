@@ -292,8 +292,8 @@ phone_unauthenticated = "not-found"
 # the lockout. With these defaults at most 100 wrong codes are tried per 10 minutes,
 # whatever the number of addresses: with L live codes among 10^12, a day of guessing
 # succeeds with a chance of at most 14,400 x L / 10^12.
-# Portal logins (self-service, softphones) share the per-IP budget, and wrong logins naming
-# one domain are limited too.
+# Portal logins (self-service, softphones) share the per-IP budget; wrong logins of one
+# user (from any address) are limited like an address's, and those naming one domain too.
 code_failures_per_ip = 10
 code_failures_total = 100
 login_failures_per_domain = 50
