@@ -708,7 +708,7 @@ pub(crate) fn check(
         let built = match instruction {
             Instruction::BuildList(Some(n)) => Some(*n),
             Instruction::BuildList(None) => None,
-            Instruction::BuildMap(n) => Some(2 * *n),
+            Instruction::BuildMap(n) | Instruction::BuildKwargs(n) => Some(2 * *n),
             _ => None,
         };
         if let Some(items) = built {
@@ -729,7 +729,10 @@ pub(crate) fn check(
         }
         let refusal = match instruction {
             // (A filtered loop gathers the items that pass: `BuildList(None)`.)
-            Instruction::BuildList(Some(_)) | Instruction::BuildMap(_)
+            // Keyword arguments are a map too (`default(a=x)` returns it).
+            Instruction::BuildList(Some(_))
+            | Instruction::BuildMap(_)
+            | Instruction::BuildKwargs(_)
                 if !constant_from.contains_key(&idx) =>
             {
                 Some(not_here(
@@ -738,6 +741,7 @@ pub(crate) fn check(
                 ))
             }
             Instruction::PushWith => Some(not_here("`with` blocks")),
+            Instruction::MergeKwargs(_) => Some(not_here("`**` keyword arguments")),
             Instruction::Mul | Instruction::Pow => Some(not_here(
                 "`*` (multiplication and repetition; `provisioning.recheck_seconds` is the \
                  re-check interval in seconds)",

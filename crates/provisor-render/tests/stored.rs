@@ -302,7 +302,7 @@ fn the_second_review_is_refused_too() {
         13,
         "list or map",
     );
-    refused_at("{% set p = dict(a=lines) %}", 1, 12, "function `dict`");
+    refused_at("{% set p = dict(a=lines) %}", 1, 12, "built from values");
     // Grouping and calls stay fine.
     assert!(
         renderer()
@@ -383,6 +383,23 @@ fn the_third_review_is_refused_too() {
                 "mac.cfg",
                 "{% set t = {1: {'a': 'b'}, 2: [1, 2]} %}{{ t[1].a }}"
             )
+            .is_ok()
+    );
+}
+
+#[test]
+fn the_fourth_review_is_refused_too() {
+    // Keyword arguments built from values: `default` would return them as a map.
+    refused_at(
+        "{% set p = 1 %}{% set p = settings.zz | default(a=p, b=p) %}",
+        1,
+        41,
+        "built from values",
+    );
+    // Constant keyword arguments stay fine.
+    assert!(
+        renderer()
+            .check_stored("yealink", "mac.cfg", "{{ lines | selectattr('number', 'eq', 1) | list | length }}{{ {'b': 1, 'a': 2} | dictsort(by='value') | length }}")
             .is_ok()
     );
 }
