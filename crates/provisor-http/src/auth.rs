@@ -133,6 +133,21 @@ fn dummy_hash() -> String {
     .clone()
 }
 
+/// The user name and password of an `Authorization: Basic` header.
+pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let (scheme, encoded) = headers.get(AUTHORIZATION)?.to_str().ok()?.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(u, p)| (u.to_owned(), p.to_owned()))
+}
+
 /// What a portal login comes to.
 pub enum Login {
     Valid(Portal),
@@ -237,26 +252,12 @@ impl FromRequestParts<AppState> for Portal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        use base64::Engine as _;
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<crate::net::Peer>>()
             .map(|c| provisor_domain::phone::canonical_ip(c.0.addr.ip()).to_string())
             .unwrap_or_else(|| "unknown".into());
-        let (login, password) = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-            .and_then(|(_, b)| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.trim())
-                    .ok()
-            })
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| t.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
-            .ok_or(ApiError::PortalLogin)?;
+        let (login, password) = basic_credentials(&parts.headers).ok_or(ApiError::PortalLogin)?;
         match portal_login(state, &ip, &login, password).await? {
             Login::Valid(p) => Ok(p),
             Login::Disabled(_) | Login::Refused => Err(ApiError::PortalLogin),

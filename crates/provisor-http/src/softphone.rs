@@ -244,10 +244,9 @@ fn acrobits_error(status: u16, message: &str) -> Response {
 
 /// The public base URL of this server (HTTPS where configured).
 pub(crate) fn public_base(st: &AppState) -> String {
-    let o = st.phones.options();
-    o.secure_url
-        .clone()
-        .unwrap_or_else(|| o.public_url.clone())
+    st.phones
+        .options()
+        .public_base()
         .trim_end_matches('/')
         .to_owned()
 }

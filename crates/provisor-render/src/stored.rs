@@ -749,16 +749,6 @@ pub(crate) fn check(
             Instruction::StringConcat => Some(not_here(
                 "`~` (joining texts; write the parts one after the other, or use `zpad`)",
             )),
-            Instruction::Add => {
-                let whole_number = matches!(
-                    previous,
-                    Some(Instruction::LoadConst(v)) if v.kind() == ValueKind::Number && v.as_i64().is_some()
-                );
-                (!whole_number).then(|| {
-                    "`+` takes a whole number on its right in stored templates, as in `n + 1`"
-                        .to_owned()
-                })
-            }
             Instruction::ApplyFilter(f, ..) => (!FILTERS.contains(f)).then(|| {
                 format!(
                     "{} ({})",

@@ -114,7 +114,8 @@ fn open(cipher: &Cipher, blob: Option<Vec<u8>>) -> Result<SecretString> {
 }
 
 impl SqlStore {
-    async fn phone(&self, row: Option<PhoneRow>) -> Result<Option<PhoneDevice>> {
+    /// The phone of `row`, with its lines and stored templates, read on `c`.
+    async fn phone(&self, c: &mut Conn, row: Option<PhoneRow>) -> Result<Option<PhoneDevice>> {
         let Some(r) = row else { return Ok(None) };
         let lines: Vec<PhoneLineRow> = sqlx::query_as(
             "SELECT l.position, a.sip_user, a.auth_user, a.password_enc, a.display_name, a.registrar, \
@@ -122,7 +123,7 @@ impl SqlStore {
              WHERE l.device_id = $1 ORDER BY l.position",
         )
         .bind(r.id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *c)
         .await?;
         let lines = lines
             .into_iter()
@@ -139,9 +140,7 @@ impl SqlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut c = self.pool.acquire().await?;
-        let templates =
-            super::templates::device_templates(&mut c, r.domain_id, r.category_id).await?;
+        let templates = super::templates::device_templates(c, r.domain_id, r.category_id).await?;
         Ok(Some(PhoneDevice {
             id: r.id,
             domain: DomainId(r.domain_id),
@@ -215,22 +214,24 @@ struct UnassignedRow {
 #[async_trait]
 impl PhoneStore for SqlStore {
     async fn phone_by_token(&self, token_hash: &str) -> Result<Option<PhoneDevice>> {
+        let mut c = self.pool.acquire().await?;
         let row: Option<PhoneRow> = sqlx::query_as(&format!(
             "{PHONE_SELECT} WHERE d.token_hash = $1 OR (d.prev_token_hash = $1 AND d.prev_token_until > $2)"
         ))
         .bind(token_hash)
         .bind(now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *c)
         .await?;
-        self.phone(row).await
+        self.phone(&mut c, row).await
     }
 
     async fn phone_by_mac(&self, mac: Mac) -> Result<Option<PhoneDevice>> {
+        let mut c = self.pool.acquire().await?;
         let row: Option<PhoneRow> = sqlx::query_as(&format!("{PHONE_SELECT} WHERE d.mac = $1"))
             .bind(mac.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await?;
-        self.phone(row).await
+        self.phone(&mut c, row).await
     }
 
     async fn disarm(&self, device_id: i64) -> Result<bool> {

@@ -104,6 +104,13 @@ pub enum CodeOutcome {
     Locked(std::time::Duration),
 }
 
+impl PhoneOptions {
+    /// Where devices (and softphones) are sent: the HTTPS URL where configured.
+    pub fn public_base(&self) -> &str {
+        self.secure_url.as_deref().unwrap_or(&self.public_url)
+    }
+}
+
 /// The phone side of the application: catalog and templates, options, the record writer.
 pub struct Phones {
     renderer: Renderer,
@@ -210,7 +217,9 @@ impl Phones {
             }
         }
         if self.options.unauthenticated == Unauthenticated::CodePrompt
-            && basic_password(req.headers).is_some()
+            && crate::auth::basic_credentials(req.headers)
+                .map(|(_, p)| p)
+                .is_some()
             && self.guess_locked(&Guess::Code, &ip).is_none()
         {
             self.guess_failed(store, Guess::Code, mac, &ip).await?;
@@ -259,12 +268,7 @@ impl Phones {
 
     /// The directory URL of a device with this token (HTTPS where configured).
     pub fn device_url(&self, token: &str) -> String {
-        let public = self
-            .options
-            .secure_url
-            .as_deref()
-            .unwrap_or(&self.options.public_url);
-        provisioning_url(public, &self.options.base_path, token)
+        provisioning_url(self.options.public_base(), &self.options.base_path, token)
     }
 
     /// The directory URL a device's files point it at: its tokenized one if it has a token.
@@ -592,21 +596,6 @@ fn redemption_of(f: &Target<'_, '_>, mac: Mac, req: &Request<'_>) -> Redemption 
     }
 }
 
-/// The password of an `Authorization: Basic` header (the user name is ignored).
-fn basic_password(headers: &HeaderMap) -> Option<String> {
-    use base64::Engine as _;
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':').map(|(_, p)| p.to_owned())
-}
-
 fn unix_now() -> u64 {
     Utc::now().timestamp().max(0) as u64
 }
@@ -866,7 +855,7 @@ impl Phones {
         if self.options.unauthenticated != Unauthenticated::CodePrompt {
             return Ok(None);
         }
-        let Some(code) = basic_password(req.headers) else {
+        let Some(code) = crate::auth::basic_credentials(req.headers).map(|(_, p)| p) else {
             return Ok(None);
         };
         let redemption = redemption_of(f, mac, req);

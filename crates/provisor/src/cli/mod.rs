@@ -499,11 +499,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let phone_options = url_base.clone();
     let url = move |token: &str| {
-        let public = url_base
-            .secure_url
-            .as_deref()
-            .unwrap_or(&url_base.public_url);
-        provisor_domain::phone::provisioning_url(public, &url_base.base_path, token)
+        provisor_domain::phone::provisioning_url(url_base.public_base(), &url_base.base_path, token)
     };
     let firmware_dir = config.data_dir.join("firmware");
     let phones = || -> anyhow::Result<_> {
