@@ -530,3 +530,56 @@ async fn real_linphone(app: TestApp) {
         "{applied}"
     );
 }
+
+both!(acrobits_by_post_and_self_revoke, post_and_revoke);
+async fn post_and_revoke(app: TestApp) {
+    setup(&app).await;
+    // The initial web service as a POST form, as a definition may say.
+    let first = reqwest::Client::new()
+        .post(format!("{}/acrobits/provisioning", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", "CloudSoftphone/1.5.6")
+        .body(format!(
+            "cloud_username={}&cloud_password={PASSWORD}&cloud_id=EXAMPLE",
+            LOGIN.replace('@', "%40")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let text = first.text().await.unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    assert_eq!(node(&doc, "username"), "user1");
+    assert_eq!(node(&doc, "title"), "user1");
+    let install = node(&doc, "X-install-id").to_owned();
+
+    // The user revokes the installation themself; its next re-provisioning logs it out.
+    let own = |method: Method, path: String| {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", app.base))
+            .basic_auth(LOGIN, Some(PASSWORD))
+            .send()
+    };
+    let listed: Value = own(Method::GET, "/api/v1/self/installs".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = listed[0]["id"].as_i64().unwrap();
+    assert_eq!(listed[0]["install_id"], install.as_str());
+    let revoked = own(Method::DELETE, format!("/api/v1/self/installs/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    let again = acrobits(
+        &app,
+        &format!(
+            "cloud_username={}&cloud_password={PASSWORD}&install={install}",
+            LOGIN.replace('@', "%40")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(again.status(), 410);
+}
