@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod code;
 pub mod csv;
 pub mod digest;
+pub mod innovaphone;
 pub mod mac;
 pub mod model;
 pub mod names;

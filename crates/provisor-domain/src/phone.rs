@@ -149,8 +149,8 @@ impl DeviceSecrets {
     pub fn generate() -> Self {
         Self {
             token: new_url_token(),
-            admin_password: password(16),
-            fetch_password: password(24),
+            admin_password: random_password(16),
+            fetch_password: random_password(24),
         }
     }
 }
@@ -163,7 +163,7 @@ pub fn new_url_token() -> SecretString {
 }
 
 /// Letters and digits only: every vendor's web interface and file format takes them.
-fn password(len: usize) -> SecretString {
+pub fn random_password(len: usize) -> SecretString {
     SecretString::new(Alphanumeric.sample_string(&mut rand::rngs::OsRng, len))
 }
 
