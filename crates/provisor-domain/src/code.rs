@@ -60,6 +60,32 @@ pub struct Redemption {
     #[serde(skip)]
     #[schema(ignore)]
     pub vendor: String,
+    /// Only a code of this domain (where the phone came through a domain's own endpoint).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub within: Option<crate::model::DomainId>,
+    /// An innovaphone sysclient joining: its password and what it reported, kept with the
+    /// new device in the same transaction.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub sysclient: Option<crate::innovaphone::SysclientJoin>,
+}
+
+impl Redemption {
+    /// A redemption for `mac` that tells nothing else.
+    pub fn new(mac: Mac) -> Self {
+        Self {
+            mac,
+            model: String::new(),
+            firmware: String::new(),
+            bootcode: String::new(),
+            reported_ip: String::new(),
+            ip: None,
+            vendor: String::new(),
+            within: None,
+            sysclient: None,
+        }
+    }
 }
 
 #[cfg(test)]

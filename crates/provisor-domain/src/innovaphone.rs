@@ -276,6 +276,116 @@ pub struct EthIf {
     pub ipv6: String,
 }
 
+/// What a sysclient tells of itself (from its Identify), kept on its device.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SysclientReport {
+    pub product: String,
+    pub version: String,
+    pub platform: String,
+    pub interfaces: Vec<EthIf>,
+}
+
+impl From<&Identify> for SysclientReport {
+    fn from(i: &Identify) -> Self {
+        let cap = |s: &str| s.chars().take(200).collect::<String>();
+        Self {
+            product: cap(&i.product),
+            version: cap(&i.version),
+            platform: i
+                .platform
+                .as_ref()
+                .map(|p| cap(&p.kind))
+                .unwrap_or_default(),
+            interfaces: i.eth_ifs.iter().take(16).cloned().collect(),
+        }
+    }
+}
+
+/// A sysclient joining a domain with a provisioning code: the password it is given and
+/// what it reported.
+#[derive(Clone, Debug, Default)]
+pub struct SysclientJoin {
+    pub password: SecretString,
+    pub report: SysclientReport,
+}
+
+/// A domain's innovaphone settings as the API shows them: secrets only as "set".
+#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct InnovaphoneSettings {
+    /// Whether the App object password (AppWebsocket) is set; without it PBX logins fail.
+    pub app_password_set: bool,
+    /// Whether an admin password is given to sysclients.
+    pub admin_password_set: bool,
+    /// The PBX's domain, where it is not this domain's name (ProvisioningPhone `domain`).
+    pub pbx_domain: String,
+    /// The category of third-party phones whose code names none.
+    pub default_category: Option<String>,
+}
+
+/// A change of a domain's innovaphone settings; absent fields stay, `null` clears.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InnovaphonePatch {
+    #[serde(default, deserialize_with = "crate::model::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub app_password: Option<Option<SecretString>>,
+    #[serde(default, deserialize_with = "crate::model::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub admin_password: Option<Option<SecretString>>,
+    pub pbx_domain: Option<String>,
+    #[serde(default, deserialize_with = "crate::model::double_option")]
+    pub default_category: Option<Option<String>>,
+}
+
+impl InnovaphonePatch {
+    pub fn validate(self) -> Result<Self, crate::Invalid> {
+        let secret = |field: &str, v: Option<Option<SecretString>>| match v {
+            Some(Some(p)) if p.is_empty() => Ok(Some(None)),
+            Some(Some(p)) => {
+                let n = p.expose().chars().count();
+                if n > 256 || p.expose().chars().any(char::is_control) {
+                    Err(crate::Invalid::new(
+                        field,
+                        "must be at most 256 characters without control characters",
+                    ))
+                } else {
+                    Ok(Some(Some(p)))
+                }
+            }
+            other => Ok(other),
+        };
+        Ok(Self {
+            app_password: secret("app_password", self.app_password)?,
+            admin_password: secret("admin_password", self.admin_password)?,
+            pbx_domain: self
+                .pbx_domain
+                .map(|v| {
+                    if v.trim().is_empty() {
+                        Ok(String::new())
+                    } else {
+                        crate::names::domain_name(&v)
+                    }
+                })
+                .transpose()?,
+            default_category: self
+                .default_category
+                .map(|c| c.map(|c| crate::names::category_name(&c)).transpose())
+                .transpose()?,
+        })
+    }
+}
+
+/// A PBX's `ProvisioningPhone` (§A.4), with the password decrypted, as the store takes it.
+#[derive(Clone, Debug)]
+pub struct PbxPhone {
+    pub mac: crate::Mac,
+    pub hwid: String,
+    /// The provisioning code, where the message carried a well-formed one.
+    pub code: Option<String>,
+    pub user: crate::model::NewUser,
+    pub account: crate::model::NewSipAccount,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

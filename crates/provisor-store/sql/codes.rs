@@ -73,12 +73,52 @@ async fn provision(
 const DRAWS: usize = 5;
 
 #[derive(sqlx::FromRow)]
-struct Claimed {
-    id: i64,
+pub(super) struct Claimed {
+    pub(super) id: i64,
     domain_id: i64,
-    category_id: Option<i64>,
+    pub(super) category_id: Option<i64>,
     user_id: i64,
     rollout_id: Option<i64>,
+}
+
+/// Claims a live code by its digest for `mac` (only one of domain `within`, if given).
+/// Claiming the row is the race: of two redemptions, one updates it, the other finds it
+/// used (PostgreSQL re-checks the condition after the first commits).
+pub(super) async fn claim(
+    c: &mut Conn,
+    hash: &str,
+    mac: Mac,
+    ip: Option<&str>,
+    within: Option<DomainId>,
+) -> Result<Option<Claimed>> {
+    Ok(sqlx::query_as(
+        "UPDATE codes SET used_at = $2, code_hash = NULL, mac = $3, ip = $4 \
+         WHERE code_hash = $1 AND used_at IS NULL AND valid_until > $2 \
+         AND (domain_id = $5 OR $6) \
+         RETURNING id, domain_id, category_id, user_id, rollout_id",
+    )
+    .bind(hash)
+    .bind(now())
+    .bind(mac.to_string())
+    .bind(ip)
+    .bind(within.map_or(0, |d| d.0))
+    .bind(within.is_none())
+    .fetch_optional(&mut *c)
+    .await?)
+}
+
+/// Records the device a claimed code was used for, and completes its rollout if that was
+/// the last pending code.
+pub(super) async fn used_by(c: &mut Conn, claimed: &Claimed, device_id: i64) -> Result<()> {
+    sqlx::query("UPDATE codes SET device_id = $1 WHERE id = $2")
+        .bind(device_id)
+        .bind(claimed.id)
+        .execute(&mut *c)
+        .await?;
+    if let Some(rollout) = claimed.rollout_id {
+        complete_if_done(c, rollout).await?;
+    }
+    Ok(())
 }
 
 /// Marks a rollout completed (and writes `rollout.completed`) once none of its codes is
@@ -181,20 +221,8 @@ impl CodeStore for SqlStore {
         let mut tx = self.write().await?;
         let at = now();
         let ip = r.ip.map(|i| i.to_string());
-        // Claiming the row is the race: of two redemptions, one updates it, the other
-        // finds it used (PostgreSQL re-checks the condition after the first commits).
-        let claimed: Option<Claimed> = sqlx::query_as(
-            "UPDATE codes SET used_at = $2, code_hash = NULL, mac = $3, ip = $4 \
-             WHERE code_hash = $1 AND used_at IS NULL AND valid_until > $2 \
-             RETURNING id, domain_id, category_id, user_id, rollout_id",
-        )
-        .bind(self.cipher.keyed_digest(&code))
-        .bind(at)
-        .bind(r.mac.to_string())
-        .bind(&ip)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(claimed) = claimed else {
+        let hash = self.cipher.keyed_digest(&code);
+        let Some(claimed) = claim(&mut tx, &hash, r.mac, ip.as_deref(), r.within).await? else {
             return Ok(None);
         };
         let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE mac = $1")
@@ -244,11 +272,10 @@ impl CodeStore for SqlStore {
             // Another code bound this MAC at the same moment.
             return Ok(None);
         };
-        sqlx::query("UPDATE codes SET device_id = $1 WHERE id = $2")
-            .bind(device.id)
-            .bind(claimed.id)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(join) = &r.sysclient {
+            super::innovaphone::insert_sysclient(&mut tx, &self.cipher, d, device.id, join).await?;
+        }
+        used_by(&mut tx, &claimed, device.id).await?;
         event(
             &mut tx,
             d,
@@ -260,9 +287,6 @@ impl CodeStore for SqlStore {
             }),
         )
         .await?;
-        if let Some(rollout) = claimed.rollout_id {
-            complete_if_done(&mut tx, rollout).await?;
-        }
         let device = super::devices::device_row(&mut tx, d, r.mac).await?;
         tx.commit().await?;
         Ok(Some(Redeemed {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use provisor_domain::model::*;
 use provisor_domain::phone::PhonePolicy;
-use provisor_domain::secret::SecretString;
+use provisor_domain::secret::{Cipher, SecretString};
 use provisor_domain::settings::Settings;
 use provisor_store::{DomainStore, Page, PageRequest, Result, StoreError, UserStore};
 use sqlx::types::Json;
@@ -163,7 +163,7 @@ pub(super) async fn user_row(c: &mut Conn, d: DomainId, username: &str) -> Resul
     .ok_or(StoreError::NotFound("user"))
 }
 
-async fn account_row(c: &mut Conn, d: DomainId, id: i64) -> Result<SipAccount> {
+pub(super) async fn account_row(c: &mut Conn, d: DomainId, id: i64) -> Result<SipAccount> {
     sqlx::query_as::<_, AccountRow>(&format!(
         "{ACCOUNT_SELECT} WHERE a.domain_id = $1 AND a.id = $2"
     ))
@@ -438,12 +438,97 @@ impl DomainStore for SqlStore {
 }
 
 /// The audit form of an account, noting a password change without the password.
-fn account_json(a: &SipAccount, password_changed: bool) -> serde_json::Value {
+pub(super) fn account_json(a: &SipAccount, password_changed: bool) -> serde_json::Value {
     let mut v = json(a);
     if password_changed {
         v["password"] = "(changed)".into();
     }
     v
+}
+
+/// Adds a user in the caller's transaction, with its audit entry.
+pub(super) async fn insert_user(
+    c: &mut Conn,
+    actor: &Actor,
+    d: DomainId,
+    new: &NewUser,
+    password_hash: Option<&str>,
+) -> Result<User> {
+    let row: UserRow = sqlx::query_as(&format!(
+        "INSERT INTO users (domain_id, username, display_name, email, password_hash, enabled, settings, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {USER_COLS}"
+    ))
+    .bind(d.0)
+    .bind(&new.username)
+    .bind(&new.display_name)
+    .bind(&new.email)
+    .bind(password_hash)
+    .bind(new.enabled)
+    .bind(Json(&new.settings))
+    .bind(now())
+    .fetch_one(&mut *c)
+    .await
+    .map_err(unique(format!(
+        "a user named '{}' already exists in this domain",
+        new.username
+    )))?;
+    let user = User::from(row);
+    audit(
+        c,
+        actor,
+        "user.create",
+        Some(d),
+        &user.username,
+        None,
+        Some(json(&user)),
+    )
+    .await?;
+    Ok(user)
+}
+
+/// Adds a SIP account of user `user_id` in the caller's transaction, with its audit entry.
+pub(super) async fn insert_account(
+    c: &mut Conn,
+    cipher: &Cipher,
+    actor: &Actor,
+    d: DomainId,
+    user_id: i64,
+    new: &NewSipAccount,
+) -> Result<SipAccount> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO sip_accounts (domain_id, user_id, sip_user, auth_user, password_enc, display_name, registrar, \
+         outbound_proxy, transport, options, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+    )
+    .bind(d.0)
+    .bind(user_id)
+    .bind(&new.sip_user)
+    .bind(&new.auth_user)
+    .bind(cipher.encrypt(new.password.expose()))
+    .bind(&new.display_name)
+    .bind(&new.registrar)
+    .bind(&new.outbound_proxy)
+    .bind(new.transport.as_str())
+    .bind(Json(&new.options))
+    .bind(now())
+    .fetch_one(&mut *c)
+    .await
+    .map_err(unique(format!(
+        "a SIP account '{}' already exists in this domain",
+        new.sip_user
+    )))?;
+    let account = account_row(c, d, id).await?;
+    audit(
+        c,
+        actor,
+        "account.create",
+        Some(d),
+        &account.sip_user,
+        None,
+        Some(account_json(&account, true)),
+    )
+    .await?;
+    Ok(account)
 }
 
 #[async_trait]
@@ -456,32 +541,7 @@ impl UserStore for SqlStore {
         password_hash: Option<&str>,
     ) -> Result<User> {
         let mut tx = self.write().await?;
-        let row: UserRow = sqlx::query_as(&format!(
-            "INSERT INTO users (domain_id, username, display_name, email, password_hash, enabled, settings, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {USER_COLS}"
-        ))
-        .bind(d.0)
-        .bind(&new.username)
-        .bind(&new.display_name)
-        .bind(&new.email)
-        .bind(password_hash)
-        .bind(new.enabled)
-        .bind(Json(&new.settings))
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unique(format!("a user named '{}' already exists in this domain", new.username)))?;
-        let user = User::from(row);
-        audit(
-            &mut tx,
-            actor,
-            "user.create",
-            Some(d),
-            &user.username,
-            None,
-            Some(json(&user)),
-        )
-        .await?;
+        let user = insert_user(&mut tx, actor, d, new, password_hash).await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -588,36 +648,7 @@ impl UserStore for SqlStore {
     ) -> Result<SipAccount> {
         let mut tx = self.write().await?;
         let user = user_row(&mut tx, d, username).await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sip_accounts (domain_id, user_id, sip_user, auth_user, password_enc, display_name, registrar, \
-             outbound_proxy, transport, options, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
-        )
-        .bind(d.0)
-        .bind(user.id)
-        .bind(&new.sip_user)
-        .bind(&new.auth_user)
-        .bind(self.cipher.encrypt(new.password.expose()))
-        .bind(&new.display_name)
-        .bind(&new.registrar)
-        .bind(&new.outbound_proxy)
-        .bind(new.transport.as_str())
-        .bind(Json(&new.options))
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unique(format!("a SIP account '{}' already exists in this domain", new.sip_user)))?;
-        let account = account_row(&mut tx, d, id).await?;
-        audit(
-            &mut tx,
-            actor,
-            "account.create",
-            Some(d),
-            &account.sip_user,
-            None,
-            Some(account_json(&account, true)),
-        )
-        .await?;
+        let account = insert_account(&mut tx, &self.cipher, actor, d, user.id, new).await?;
         tx.commit().await?;
         Ok(account)
     }

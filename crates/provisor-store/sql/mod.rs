@@ -14,6 +14,7 @@ mod codes;
 mod devices;
 mod directory;
 mod firmware;
+mod innovaphone;
 mod installs;
 mod phones;
 mod templates;

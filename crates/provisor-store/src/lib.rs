@@ -14,6 +14,9 @@
 use async_trait::async_trait;
 use provisor_domain::code::{IssuedCode, Redemption, Rollout, RolloutEntry};
 use provisor_domain::csv::{Plan, Row, RowError};
+use provisor_domain::innovaphone::{
+    InnovaphonePatch, InnovaphoneSettings, PbxPhone, SysclientReport,
+};
 use provisor_domain::model::*;
 use provisor_domain::phone::{Contact, PhoneDevice, Refusal};
 use provisor_domain::secret::{CipherError, SecretString};
@@ -650,6 +653,60 @@ pub trait SoftphoneStore: Send + Sync {
 }
 
 /// The event log.
+/// What the innovaphone endpoints need of a domain: its secrets, decrypted.
+pub struct InnovaphoneDomain {
+    pub id: DomainId,
+    pub name: String,
+    pub app_password: Option<SecretString>,
+    pub admin_password: Option<SecretString>,
+    pub pbx_domain: String,
+}
+
+/// What a PBX's ProvisioningPhone came to.
+#[derive(Debug)]
+pub struct PbxPhoneResult {
+    pub device: Device,
+    /// Whether the device is new (a replay finds it there and changes nothing else).
+    pub created: bool,
+}
+
+/// A device registered over sysclient, with the password its digests are made with.
+pub struct Sysclient {
+    pub device_id: i64,
+    pub password: SecretString,
+}
+
+#[async_trait]
+pub trait InnovaphoneStore: Send + Sync {
+    async fn innovaphone(&self, d: DomainId) -> Result<InnovaphoneSettings>;
+    async fn set_innovaphone(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        patch: &InnovaphonePatch,
+    ) -> Result<InnovaphoneSettings>;
+    /// The domain of this name with its innovaphone secrets; `None` if there is none.
+    async fn innovaphone_domain(&self, name: &str) -> Result<Option<InnovaphoneDomain>>;
+    /// Creates or updates, in one transaction, the user, their SIP account and the
+    /// third-party device a PBX handed over (in the category of the code, if it is a live
+    /// code of this domain, which it then uses up; else the domain's default category).
+    async fn provision_pbx_phone(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        phone: &PbxPhone,
+    ) -> Result<PbxPhoneResult>;
+    async fn sysclient(&self, d: DomainId, mac: Mac) -> Result<Option<Sysclient>>;
+    /// Keeps what a sysclient that proved itself reported (model, firmware, interfaces).
+    async fn sysclient_seen(
+        &self,
+        d: DomainId,
+        mac: Mac,
+        report: &SysclientReport,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<()>;
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// The domain's events after `after` (an event id; 0 for the first), oldest first.
@@ -668,6 +725,7 @@ pub trait Store:
     + EventStore
     + WebhookStore
     + SoftphoneStore
+    + InnovaphoneStore
     + TokenStore
     + AuditStore
     + BulkStore
@@ -690,6 +748,7 @@ impl<T> Store for T where
         + EventStore
         + WebhookStore
         + SoftphoneStore
+        + InnovaphoneStore
         + TokenStore
         + AuditStore
         + BulkStore

@@ -65,6 +65,10 @@ macro_rules! store_suite {
             codes_race_and_expire,
             rollouts_list_every_user,
             rollouts_expire,
+            innovaphone_settings_keep_secrets,
+            pbx_phone_provisioning_is_idempotent,
+            pbx_phone_refusals_write_nothing,
+            sysclients_join_with_a_code_of_their_domain,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -3664,6 +3668,7 @@ fn redemption(m: Mac) -> Redemption {
         reported_ip: "10.1.2.3".into(),
         ip: Some(ip("192.0.2.7")),
         vendor: "yealink".into(),
+        ..Redemption::new(m)
     }
 }
 
@@ -4029,4 +4034,252 @@ pub async fn rollouts_expire(s: Arc<dyn Store>) {
         (Some(1), Some(1))
     );
     assert_eq!(s.sweep_codes().await.unwrap(), 0, "expired once");
+}
+
+// ---- innovaphone ----
+
+fn pbx_phone(
+    m: &str,
+    user: &str,
+    password: &str,
+    code: Option<&str>,
+) -> provisor_domain::innovaphone::PbxPhone {
+    let new_user: NewUser = input(json!({"username": user, "display_name": "Test User"}));
+    let account: NewSipAccount = input(json!({
+        "sip_user": user, "auth_user": user, "password": password,
+        "display_name": "Test User", "registrar": "pbx.a.example",
+    }));
+    provisor_domain::innovaphone::PbxPhone {
+        mac: mac(m),
+        hwid: m.to_owned(),
+        code: code.map(str::to_owned),
+        user: new_user.validate().unwrap(),
+        account: account.validate().unwrap(),
+    }
+}
+
+pub async fn innovaphone_settings_keep_secrets(s: Arc<dyn Store>) {
+    use provisor_domain::innovaphone::InnovaphonePatch;
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({})).await;
+    let b = code_domain(s, "b.example", json!({})).await;
+    assert!(!s.innovaphone(a).await.unwrap().app_password_set);
+    let patch: InnovaphonePatch = input(json!({
+        "app_password": "app-secret", "admin_password": "admin-secret",
+        "pbx_domain": "PBX.A.example", "default_category": "Desk",
+    }));
+    let set = s
+        .set_innovaphone(&actor(), a, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert!(set.app_password_set && set.admin_password_set);
+    assert_eq!(set.pbx_domain, "pbx.a.example");
+    assert_eq!(set.default_category.as_deref(), Some("Desk"));
+    let found = s.innovaphone_domain("A.example").await.unwrap().unwrap();
+    assert_eq!(found.id, a);
+    assert_eq!(found.app_password.unwrap().expose(), "app-secret");
+    assert_eq!(found.admin_password.unwrap().expose(), "admin-secret");
+    let other = s.innovaphone_domain("b.example").await.unwrap().unwrap();
+    assert!(other.app_password.is_none(), "domain b has no password");
+    assert!(
+        s.innovaphone_domain("nope.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // null clears; absent keeps.
+    let patch: InnovaphonePatch = input(json!({"admin_password": null}));
+    let set = s
+        .set_innovaphone(&actor(), a, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    assert!(set.app_password_set && !set.admin_password_set);
+    let patch: InnovaphonePatch = input(json!({"default_category": "Nope"}));
+    expect_invalid(
+        s.set_innovaphone(&actor(), a, &patch.validate().unwrap())
+            .await,
+        "default_category",
+        "an unknown category",
+    );
+    let _ = b;
+    let audit = s.list_audit(Some(a), all()).await.unwrap().items;
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(text.contains("domain.innovaphone"));
+    assert!(!text.contains("app-secret") && !text.contains("admin-secret"));
+}
+
+pub async fn pbx_phone_provisioning_is_idempotent(s: Arc<dyn Store>) {
+    use provisor_domain::innovaphone::InnovaphonePatch;
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({})).await;
+    new_category(s, a, "ThirdParty").await;
+    let patch: InnovaphonePatch = input(json!({"default_category": "ThirdParty"}));
+    s.set_innovaphone(&actor(), a, &patch.validate().unwrap())
+        .await
+        .unwrap();
+    let phone = pbx_phone("112233445566", "test_user", "sip-secret", None);
+    let first = s.provision_pbx_phone(&actor(), a, &phone).await.unwrap();
+    assert!(first.created);
+    assert_eq!(first.device.user.as_deref(), Some("test_user"));
+    assert_eq!(first.device.category.as_deref(), Some("ThirdParty"));
+    assert_eq!(first.device.lines.len(), 1);
+    assert_eq!(first.device.lines[0].sip_user, "test_user");
+    let account = first.device.lines[0].account_id;
+    assert_eq!(
+        s.account_password(a, account).await.unwrap().expose(),
+        "sip-secret"
+    );
+    assert_eq!(
+        s.user(a, "test_user").await.unwrap().display_name,
+        "Test User"
+    );
+    let audits = s.list_audit(Some(a), all()).await.unwrap().items.len();
+    let provisioned = events(s, a).await.len();
+    // A replay changes nothing and writes nothing.
+    let again = s.provision_pbx_phone(&actor(), a, &phone).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.device.lines, first.device.lines);
+    assert_eq!(
+        s.list_audit(Some(a), all()).await.unwrap().items.len(),
+        audits
+    );
+    assert_eq!(events(s, a).await.len(), provisioned);
+    // A new password updates the account.
+    let changed = pbx_phone("112233445566", "test_user", "new-secret", None);
+    s.provision_pbx_phone(&actor(), a, &changed).await.unwrap();
+    assert_eq!(
+        s.account_password(a, account).await.unwrap().expose(),
+        "new-secret"
+    );
+    // A live code of the domain names the category and is used up.
+    let code = s
+        .create_code(&actor(), a, Some("Desk"), "alice")
+        .await
+        .unwrap();
+    let with_code = pbx_phone(
+        "112233445577",
+        "bob",
+        "bob-secret",
+        Some(code.code.expose()),
+    );
+    let r = s
+        .provision_pbx_phone(&actor(), a, &with_code)
+        .await
+        .unwrap();
+    assert_eq!(r.device.category.as_deref(), Some("Desk"));
+    assert!(
+        s.redeem_code(code.code.expose(), &redemption(mac("aabbccddeeff")))
+            .await
+            .unwrap()
+            .is_none(),
+        "the code was used"
+    );
+}
+
+pub async fn pbx_phone_refusals_write_nothing(s: Arc<dyn Store>) {
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({})).await;
+    let b = code_domain(s, "b.example", json!({})).await;
+    let new: NewDevice = input(json!({"mac": "112233445566"}));
+    s.create_device(&actor(), b, &new.validate().unwrap())
+        .await
+        .unwrap();
+    let audits = s.list_audit(Some(a), all()).await.unwrap().items.len();
+    // The MAC is another domain's: nothing of the user is written either.
+    expect_conflict(
+        s.provision_pbx_phone(
+            &actor(),
+            a,
+            &pbx_phone("112233445566", "carol", "pw-carol", None),
+        )
+        .await,
+        "a MAC of another domain",
+    );
+    expect_not_found_user(s, a, "carol").await;
+    // The SIP account is another user's.
+    expect_conflict(
+        s.provision_pbx_phone(&actor(), a, &pbx_phone("112233445599", "100", "pw", None))
+            .await,
+        "SIP account 100 is alice's",
+    );
+    expect_not_found_user(s, a, "100").await;
+    assert_eq!(
+        s.list_audit(Some(a), all()).await.unwrap().items.len(),
+        audits
+    );
+    assert!(s.device(a, mac("112233445599")).await.is_err());
+}
+
+async fn expect_not_found_user(s: &dyn Store, d: DomainId, name: &str) {
+    match s.user(d, name).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("user {name} should not exist: {other:?}"),
+    }
+}
+
+pub async fn sysclients_join_with_a_code_of_their_domain(s: Arc<dyn Store>) {
+    use provisor_domain::innovaphone::{EthIf, SysclientJoin, SysclientReport};
+    use provisor_domain::secret::SecretString;
+    let s = &*s;
+    let a = code_domain(s, "a.example", json!({})).await;
+    let b = code_domain(s, "b.example", json!({})).await;
+    let code = s
+        .create_code(&actor(), a, Some("Desk"), "alice")
+        .await
+        .unwrap();
+    let join = SysclientJoin {
+        password: SecretString::new("sysclient-password"),
+        report: SysclientReport {
+            product: "IP222".into(),
+            version: "13r2".into(),
+            platform: "PHONE".into(),
+            interfaces: vec![],
+        },
+    };
+    let mut r = redemption(mac("009033400001"));
+    r.vendor = "innovaphone".into();
+    r.within = Some(b);
+    r.sysclient = Some(join);
+    assert!(
+        s.redeem_code(code.code.expose(), &r)
+            .await
+            .unwrap()
+            .is_none(),
+        "a code of domain a does not work at domain b"
+    );
+    assert!(s.sysclient(b, r.mac).await.unwrap().is_none());
+    r.within = Some(a);
+    let redeemed = s
+        .redeem_code(code.code.expose(), &r)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(redeemed.domain, a);
+    assert_eq!(redeemed.device.category.as_deref(), Some("Desk"));
+    let sc = s.sysclient(a, r.mac).await.unwrap().unwrap();
+    assert_eq!(sc.password.expose(), "sysclient-password");
+    assert_eq!(sc.device_id, redeemed.device.id);
+    assert!(
+        s.sysclient(b, r.mac).await.unwrap().is_none(),
+        "only in its domain"
+    );
+    let report = SysclientReport {
+        product: "IP232".into(),
+        version: "14r1".into(),
+        platform: "PHONE".into(),
+        interfaces: vec![EthIf {
+            name: "ETH0".into(),
+            ipv4: "10.0.0.9".into(),
+            ipv6: String::new(),
+        }],
+    };
+    s.sysclient_seen(a, r.mac, &report, Some(ip("192.0.2.9")))
+        .await
+        .unwrap();
+    let device = s.device(a, r.mac).await.unwrap();
+    assert_eq!(device.model, "IP232");
+    assert_eq!(device.firmware, "14r1");
+    assert_eq!(device.last_ip.as_deref(), Some("192.0.2.9"));
+    // A device without a sysclient record is not one.
+    assert!(s.sysclient(a, mac("009033400002")).await.unwrap().is_none());
 }

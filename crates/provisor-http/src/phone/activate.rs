@@ -80,6 +80,7 @@ pub(super) async fn activate(
         reported_ip: a.ip,
         ip: Some(canonical_ip(peer.addr.ip())),
         vendor,
+        ..Redemption::new(mac)
     };
     match st
         .phones

@@ -593,6 +593,7 @@ fn redemption_of(f: &Target<'_, '_>, mac: Mac, req: &Request<'_>) -> Redemption 
         reported_ip: String::new(),
         ip: Some(req.ip),
         vendor: f.vendor.id.clone(),
+        ..Redemption::new(mac)
     }
 }
 
