@@ -375,6 +375,21 @@ impl InnovaphonePatch {
     }
 }
 
+/// What Provisor knows of a device that came through innovaphone.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct InnovaphoneDevice {
+    /// `pbx-phone` (a third-party phone a PBX handed over) or `sysclient`.
+    pub kind: String,
+    /// The Hardware ID of the PBX user's device (`pbx-phone`).
+    pub hwid: String,
+    pub product: String,
+    pub version: String,
+    pub platform: String,
+    #[schema(value_type = Vec<Object>)]
+    pub interfaces: Vec<EthIf>,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A PBX's `ProvisioningPhone` (§A.4), with the password decrypted, as the store takes it.
 #[derive(Clone, Debug)]
 pub struct PbxPhone {

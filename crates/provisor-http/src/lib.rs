@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod firmware;
+mod innovaphone;
 pub mod limit;
 pub mod metrics;
 pub mod net;
@@ -68,8 +69,10 @@ pub fn url_component(value: &str) -> String {
 /// The whole application router.
 pub fn app(state: AppState) -> Router {
     let base_path = state.phones.options().base_path.clone();
+    let innovaphone_path = state.phones.options().innovaphone_path.clone();
     Router::new()
         .merge(api::router())
+        .merge(innovaphone::router(&innovaphone_path))
         .merge(phone::router(&base_path))
         .merge(softphone::router())
         .merge(ops::router())

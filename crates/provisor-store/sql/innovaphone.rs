@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use provisor_domain::Mac;
 use provisor_domain::innovaphone::{
-    InnovaphonePatch, InnovaphoneSettings, PbxPhone, SysclientJoin, SysclientReport,
+    EthIf, InnovaphoneDevice, InnovaphonePatch, InnovaphoneSettings, PbxPhone, SysclientJoin,
+    SysclientReport,
 };
 use provisor_domain::model::*;
 use provisor_domain::secret::{Cipher, SecretString};
@@ -284,12 +285,10 @@ impl InnovaphoneStore for SqlStore {
                 .bind(mac.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
-        if let Some((_, domain)) = existing {
-            if domain != d.0 {
-                return Err(StoreError::Conflict(format!(
-                    "MAC {mac} cannot be provisioned in this domain"
-                )));
-            }
+        if existing.is_some_and(|(_, domain)| domain != d.0) {
+            return Err(StoreError::Conflict(format!(
+                "MAC {mac} cannot be provisioned in this domain"
+            )));
         }
         let user_id = pbx_user(&mut tx, actor, d, phone).await?;
         let account_id = pbx_account(&mut tx, &self.cipher, actor, d, user_id, phone).await?;
@@ -425,6 +424,38 @@ impl InnovaphoneStore for SqlStore {
             device_id,
             password: self.cipher.decrypt(&blob)?,
         }))
+    }
+
+    async fn innovaphone_device(&self, d: DomainId, mac: Mac) -> Result<InnovaphoneDevice> {
+        #[allow(clippy::type_complexity)]
+        let row: Option<(
+            String,
+            String,
+            String,
+            String,
+            String,
+            Json<Vec<EthIf>>,
+            Option<i64>,
+        )> = sqlx::query_as(
+            "SELECT i.kind, i.hwid, i.product, i.version, i.platform, i.interfaces, i.last_seen \
+                 FROM innovaphone_devices i JOIN devices d ON d.id = i.device_id \
+                 WHERE d.mac = $1 AND d.domain_id = $2",
+        )
+        .bind(mac.to_string())
+        .bind(d.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (kind, hwid, product, version, platform, interfaces, last_seen) =
+            row.ok_or(StoreError::NotFound("innovaphone device"))?;
+        Ok(InnovaphoneDevice {
+            kind,
+            hwid,
+            product,
+            version,
+            platform,
+            interfaces: interfaces.0,
+            last_seen: last_seen.map(ts),
+        })
     }
 
     async fn sysclient_seen(

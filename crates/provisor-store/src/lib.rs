@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use provisor_domain::code::{IssuedCode, Redemption, Rollout, RolloutEntry};
 use provisor_domain::csv::{Plan, Row, RowError};
 use provisor_domain::innovaphone::{
-    InnovaphonePatch, InnovaphoneSettings, PbxPhone, SysclientReport,
+    InnovaphoneDevice, InnovaphonePatch, InnovaphoneSettings, PbxPhone, SysclientReport,
 };
 use provisor_domain::model::*;
 use provisor_domain::phone::{Contact, PhoneDevice, Refusal};
@@ -697,6 +697,8 @@ pub trait InnovaphoneStore: Send + Sync {
         phone: &PbxPhone,
     ) -> Result<PbxPhoneResult>;
     async fn sysclient(&self, d: DomainId, mac: Mac) -> Result<Option<Sysclient>>;
+    /// What is known of the device through innovaphone; `NotFound` if it did not come so.
+    async fn innovaphone_device(&self, d: DomainId, mac: Mac) -> Result<InnovaphoneDevice>;
     /// Keeps what a sysclient that proved itself reported (model, firmware, interfaces).
     async fn sysclient_seen(
         &self,

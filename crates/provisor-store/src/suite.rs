@@ -4133,6 +4133,11 @@ pub async fn pbx_phone_provisioning_is_idempotent(s: Arc<dyn Store>) {
         s.user(a, "test_user").await.unwrap().display_name,
         "Test User"
     );
+    let known = s.innovaphone_device(a, mac("112233445566")).await.unwrap();
+    assert_eq!(
+        (known.kind.as_str(), known.hwid.as_str()),
+        ("pbx-phone", "112233445566")
+    );
     let audits = s.list_audit(Some(a), all()).await.unwrap().items.len();
     let provisioned = events(s, a).await.len();
     // A replay changes nothing and writes nothing.
@@ -4280,6 +4285,14 @@ pub async fn sysclients_join_with_a_code_of_their_domain(s: Arc<dyn Store>) {
     assert_eq!(device.model, "IP232");
     assert_eq!(device.firmware, "14r1");
     assert_eq!(device.last_ip.as_deref(), Some("192.0.2.9"));
+    let known = s.innovaphone_device(a, r.mac).await.unwrap();
+    assert_eq!(known.kind, "sysclient");
+    assert_eq!(known.interfaces[0].ipv4, "10.0.0.9");
+    assert!(known.last_seen.is_some());
+    assert!(matches!(
+        s.innovaphone_device(b, r.mac).await,
+        Err(StoreError::NotFound(_))
+    ));
     // A device without a sysclient record is not one.
     assert!(s.sysclient(a, mac("009033400002")).await.unwrap().is_none());
 }

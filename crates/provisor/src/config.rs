@@ -37,6 +37,8 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     pub public_url: Option<String>,
     pub phone_base_path: String,
+    /// Path prefix of the innovaphone AppWebsocket endpoint: `<prefix>/<domain>`.
+    pub innovaphone_path: String,
     pub phone_unauthenticated: Unauthenticated,
     pub vendors_dir: Option<PathBuf>,
     pub tls_listen: SocketAddr,
@@ -75,6 +77,7 @@ impl Default for Config {
             shutdown_grace_seconds: 30,
             public_url: None,
             phone_base_path: "/p".into(),
+            innovaphone_path: "/innovaphone".into(),
             phone_unauthenticated: Unauthenticated::NotFound,
             vendors_dir: None,
             tls_listen: "127.0.0.1:8443".parse().expect("a valid address"),
@@ -108,7 +111,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 28] = [
+const ENV_KEYS: [&str; 29] = [
+    "innovaphone_path",
     "webhook_retry_base_seconds",
     "webhook_retry_max_seconds",
     "webhook_timeout_seconds",
@@ -191,18 +195,27 @@ impl Config {
         if config.db_max_connections == 0 {
             bail!("configuration: db_max_connections must be at least 1");
         }
-        let base = &config.phone_base_path;
-        if !base.starts_with('/')
-            || base.len() < 2
-            || base.ends_with('/')
-            || base.starts_with("/api")
-            || !base[1..]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
-        {
-            bail!(
-                "configuration: phone_base_path must look like /p: a slash, then letters, digits, - or _, no trailing slash, not under /api"
-            );
+        let bad_prefix = |base: &str| {
+            !base.starts_with('/')
+                || base.len() < 2
+                || base.ends_with('/')
+                || base.starts_with("/api")
+                || !base[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+        };
+        for (key, value) in [
+            ("phone_base_path", &config.phone_base_path),
+            ("innovaphone_path", &config.innovaphone_path),
+        ] {
+            if bad_prefix(value) {
+                bail!(
+                    "configuration: {key} must look like /p: a slash, then letters, digits, - or _, no trailing slash, not under /api"
+                );
+            }
+        }
+        if config.phone_base_path == config.innovaphone_path {
+            bail!("configuration: phone_base_path and innovaphone_path must differ");
         }
         let bad_url = |url: &str| {
             !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('?')
@@ -279,6 +292,11 @@ shutdown_grace_seconds = 30
 # Path prefix of the phone routes: phones fetch <public_url><phone_base_path>/<file> and,
 # once moved, <public_url><phone_base_path>/<token>/<file>.
 phone_base_path = "/p"
+
+# innovaphone: a PBX's App object connects to <public_url><innovaphone_path>/<domain>
+# (ws:// or wss://) with the domain's app password (PUT /api/v1/domains/{d}/innovaphone);
+# innovaphone devices register at /<domain>/devices/sysclients.
+innovaphone_path = "/innovaphone"
 
 # What a fetch of a device file without valid credentials gets, whether or not its MAC is
 # known: "not-found" (an empty 404), "bootstrap" (the vendor's generic file, without any

@@ -268,6 +268,7 @@ pub fn phone_options(
         unauthenticated: config.phone_unauthenticated,
         firmware_dir: config.data_dir.join("firmware"),
         code_limits: code_limits(config),
+        innovaphone_path: config.innovaphone_path.clone(),
     }
 }
 

@@ -13,6 +13,7 @@ mod codes;
 mod devices;
 mod domains;
 mod firmware;
+mod innovaphone;
 mod installs;
 mod portal;
 mod provisioning;
@@ -47,7 +48,7 @@ use crate::error::{ApiError, ApiResult, Problem};
     components(schemas(Problem)),
     tags(
         (name = "domains"), (name = "categories"), (name = "users"), (name = "accounts"),
-        (name = "devices"), (name = "codes"), (name = "self-service"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
+        (name = "devices"), (name = "codes"), (name = "self-service"), (name = "innovaphone"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
     )
 )]
 struct ApiDoc;
@@ -98,6 +99,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(provisioning::upload))
         .routes(routes!(provisioning::unassigned))
         .routes(routes!(codes::create))
+        .routes(routes!(innovaphone::get, innovaphone::put))
+        .routes(routes!(innovaphone::device))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))

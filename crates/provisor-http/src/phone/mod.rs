@@ -68,6 +68,8 @@ pub struct PhoneOptions {
     pub firmware_dir: std::path::PathBuf,
     /// Failure limits for provisioning codes: per source IP, and for the installation.
     pub code_limits: CodeLimits,
+    /// Path prefix of the innovaphone AppWebsocket endpoint (`<prefix>/<domain>`).
+    pub innovaphone_path: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -83,6 +83,9 @@ pub enum Command {
     /// A domain's automatic provisioning: devices register themselves into a category.
     #[command(subcommand, name = "auto-provisioning")]
     AutoProvisioning(AutoCmd),
+    /// A domain's innovaphone integration (PBX App object password, device admin password).
+    #[command(subcommand)]
+    Innovaphone(InnovaphoneCmd),
     #[command(subcommand)]
     Firmware(FirmwareCmd),
     #[command(subcommand)]
@@ -309,6 +312,85 @@ pub enum AutoCmd {
         #[arg(long)]
         domain: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InnovaphoneCmd {
+    /// Print the domain's innovaphone settings (secrets only as set or not).
+    Show {
+        #[arg(long)]
+        domain: String,
+    },
+    /// Change them; passwords are read from files (first line), so they stay out of the
+    /// process list and shell history. An empty file removes the password.
+    Set {
+        #[arg(long)]
+        domain: String,
+        /// The PBX App object's password (AppWebsocket logins).
+        #[arg(long)]
+        app_password_file: Option<PathBuf>,
+        /// The admin password innovaphone devices get over sysclient.
+        #[arg(long)]
+        admin_password_file: Option<PathBuf>,
+        /// The PBX's domain, where it is not this domain's name ("" for none).
+        #[arg(long)]
+        pbx_domain: Option<String>,
+        /// The category of third-party phones whose code names none ("" for none).
+        #[arg(long)]
+        default_category: Option<String>,
+    },
+}
+
+async fn innovaphone(store: &dyn Store, cmd: InnovaphoneCmd, out: &Output) -> anyhow::Result<()> {
+    let show = |s: &provisor_domain::innovaphone::InnovaphoneSettings| {
+        out.show(s, || {
+            format!(
+                "app password: {}\nadmin password: {}\nPBX domain: {}\ndefault category: {}",
+                if s.app_password_set { "set" } else { "not set" },
+                if s.admin_password_set {
+                    "set"
+                } else {
+                    "not set"
+                },
+                s.pbx_domain,
+                s.default_category.as_deref().unwrap_or("-"),
+            )
+        })
+    };
+    match cmd {
+        InnovaphoneCmd::Show { domain } => {
+            let d = store.domain(&domain).await?;
+            show(&store.innovaphone(d.id).await?)
+        }
+        InnovaphoneCmd::Set {
+            domain,
+            app_password_file,
+            admin_password_file,
+            pbx_domain,
+            default_category,
+        } => {
+            let d = store.domain(&domain).await?;
+            let read = |p: Option<PathBuf>| -> anyhow::Result<Option<Option<SecretString>>> {
+                p.map(|p| {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    let line = text.lines().next().unwrap_or("").to_owned();
+                    Ok((!line.is_empty()).then(|| SecretString::new(line)))
+                })
+                .transpose()
+            };
+            let patch = provisor_domain::innovaphone::InnovaphonePatch {
+                app_password: read(app_password_file)?,
+                admin_password: read(admin_password_file)?,
+                pbx_domain,
+                default_category: default_category.map(|c| (!c.is_empty()).then_some(c)),
+            };
+            let s = store
+                .set_innovaphone(&actor(), d.id, &patch.validate()?)
+                .await?;
+            show(&s)
+        }
+    }
 }
 
 async fn auto_provisioning(
@@ -705,6 +787,7 @@ async fn admin(
         | Command::Render { .. } => {
             unreachable!("handled before")
         }
+        Command::Innovaphone(cmd) => innovaphone(store, cmd, out).await,
         Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || {
             format!("{} database is up to date", store.backend())
         }),

@@ -6,6 +6,7 @@ mod bulk;
 mod cli;
 mod codes;
 mod firmware;
+mod innovaphone;
 mod isolation;
 mod ops;
 mod phones;

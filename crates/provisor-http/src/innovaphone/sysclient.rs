@@ -1,0 +1,261 @@
+//! The sysclient endpoint (protocols.md §B.2), binary WebSocket messages:
+//!
+//! - Identify with a `provisioningCode`, from a device no domain has: the code is redeemed
+//!   (`Phones::redeem`, under the code limits, and only a code of the URL's domain); the
+//!   device joins the code's category with the code's user's lines, and gets its sysclient
+//!   password (0x0001), then the domain's admin password (0x0003) if there is one;
+//! - Identify from a device of the domain: a challenge (0x0002); the device identifies
+//!   again with `digest = sha256(id:product:version:challenge:password)`; then the admin
+//!   password, and for a non-innovaphone device (`other`) an empty configuration (0x0006,
+//!   `last`). What it reported (product, version, interfaces) is kept on its device.
+//!
+//! Anything else (a bad frame, a wrong digest, an unknown device without a code) closes the
+//! connection; nothing is written.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::Response;
+use provisor_domain::Mac;
+use provisor_domain::code::Redemption;
+use provisor_domain::innovaphone::{
+    self as inno, Frame, Identify, SysclientJoin, SysclientReport, admin,
+};
+use provisor_domain::phone::canonical_ip;
+use provisor_domain::secret::SecretString;
+use provisor_store::InnovaphoneDomain;
+use serde_json::json;
+
+use super::{
+    End, Incoming, LOGIN_WITHIN, POLICY, PROTOCOL, SERVER_ERROR, accept, answer, close, failed,
+    locked, next,
+};
+use crate::AppState;
+use crate::net::Peer;
+use crate::phone::CodeOutcome;
+
+pub(super) async fn upgrade(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(domain): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ip = canonical_ip(peer.addr.ip());
+    let mut c = Connection {
+        st,
+        ip,
+        domain,
+        challenge: None,
+        proven: false,
+    };
+    accept(ws, move |socket| async move { c.run(socket).await })
+}
+
+struct Connection {
+    st: AppState,
+    ip: std::net::IpAddr,
+    domain: String,
+    /// The challenge sent to a known device, until it answers.
+    challenge: Option<(Mac, String)>,
+    proven: bool,
+}
+
+fn send(kind: u16, body: serde_json::Value) -> Message {
+    Message::Binary(inno::admin_frame(kind, &body).into())
+}
+
+impl Connection {
+    async fn run(&mut self, mut socket: WebSocket) {
+        let deadline = tokio::time::Instant::now() + LOGIN_WITHIN;
+        loop {
+            let pending = (!self.proven).then_some(deadline);
+            let bytes = match next(&mut socket, pending).await {
+                Some(Incoming::Binary(b)) => b,
+                Some(Incoming::Text(_)) => {
+                    close(&mut socket, PROTOCOL, "binary messages only").await;
+                    return;
+                }
+                None => return,
+            };
+            let (replies, end) = match Frame::parse(&bytes) {
+                Ok(Frame::Admin {
+                    kind: admin::IDENTIFY,
+                    json,
+                }) => match serde_json::from_slice::<Identify>(json) {
+                    Ok(identify) => self.identify(&identify).await,
+                    Err(_) => (Vec::new(), Some((PROTOCOL, "Identify is not valid JSON"))),
+                },
+                // Tunnel traffic and other admin messages of a proven device are not used.
+                Ok(_) if self.proven => (Vec::new(), None),
+                Ok(_) => (Vec::new(), Some((POLICY, "identify first"))),
+                Err(e) => {
+                    tracing::info!(ip = %self.ip, error = %e, "a sysclient frame was refused");
+                    (Vec::new(), Some((PROTOCOL, "not a sysclient message")))
+                }
+            };
+            if !answer(&mut socket, replies, end).await {
+                return;
+            }
+        }
+    }
+
+    async fn identify(&mut self, id: &Identify) -> (Vec<Message>, End) {
+        let Ok(mac) = Mac::parse(&id.id) else {
+            return (Vec::new(), Some((PROTOCOL, "id is not a MAC address")));
+        };
+        if self.proven {
+            // A proven device may tell of changes (a new firmware, interfaces).
+            return (Vec::new(), self.seen(mac, id).await);
+        }
+        let ip = self.ip.to_string();
+        if let Some(wait) = locked(&self.st, &ip, &self.domain) {
+            tracing::info!(
+                ip,
+                wait_seconds = wait.as_secs(),
+                "sysclient not tried: too many failures"
+            );
+            return (Vec::new(), Some((POLICY, "too many failures")));
+        }
+        let store = self.st.store.as_ref();
+        let domain = match store.innovaphone_domain(&self.domain).await {
+            Ok(d) => d,
+            Err(e) => return unavailable(e),
+        };
+        let known = match &domain {
+            Some(d) => match store.sysclient(d.id, mac).await {
+                Ok(known) => known,
+                Err(e) => return unavailable(e),
+            },
+            None => None,
+        };
+        match (domain, known) {
+            (Some(d), Some(known)) => {
+                let answer = match (&self.challenge, &id.digest) {
+                    (Some((m, challenge)), Some(digest)) if *m == mac => {
+                        let expected = inno::sysclient_digest(
+                            &id.id,
+                            &id.product,
+                            &id.version,
+                            challenge,
+                            known.password.expose(),
+                        );
+                        Some(inno::digest_matches(&expected, digest))
+                    }
+                    _ => None,
+                };
+                match answer {
+                    None => {
+                        let challenge = inno::challenge();
+                        let reply = send(admin::CHALLENGE, json!({"challenge": challenge}));
+                        self.challenge = Some((mac, challenge));
+                        (vec![reply], None)
+                    }
+                    Some(false) => {
+                        failed(&self.st, &ip, &self.domain, "sysclient", "wrong digest").await;
+                        (Vec::new(), Some((POLICY, "wrong digest")))
+                    }
+                    Some(true) => {
+                        self.challenge = None;
+                        if let Some(end) = self.seen(mac, id).await {
+                            return (Vec::new(), Some(end));
+                        }
+                        self.proven = true;
+                        tracing::info!(domain = d.name, %mac, "sysclient connected");
+                        (welcome(&d, &known.password, id.other), None)
+                    }
+                }
+            }
+            (domain, _) => match (&id.provisioning_code, domain) {
+                (Some(code), Some(d)) => self.join(&d, mac, id, code).await,
+                (Some(_), None) => {
+                    // A code at an unknown domain counts as a wrong code.
+                    failed(&self.st, &ip, &self.domain, "sysclient", "unknown domain").await;
+                    (Vec::new(), Some((POLICY, "not registered")))
+                }
+                (None, _) => (Vec::new(), Some((POLICY, "not registered"))),
+            },
+        }
+    }
+
+    /// A new device redeems a code of this domain.
+    async fn join(
+        &mut self,
+        d: &InnovaphoneDomain,
+        mac: Mac,
+        id: &Identify,
+        code: &str,
+    ) -> (Vec<Message>, End) {
+        let password = inno::sysclient_password();
+        let report = SysclientReport::from(id);
+        let redemption = Redemption {
+            model: report.product.clone(),
+            firmware: report.version.clone(),
+            ip: Some(self.ip),
+            vendor: "innovaphone".into(),
+            within: Some(d.id),
+            sysclient: Some(SysclientJoin {
+                password: password.clone(),
+                report,
+            }),
+            ..Redemption::new(mac)
+        };
+        match self
+            .st
+            .phones
+            .redeem(self.st.store.as_ref(), code, &redemption)
+            .await
+        {
+            Ok(CodeOutcome::Redeemed(r)) => {
+                tracing::info!(domain = r.domain_name, %mac, "sysclient joined with a provisioning code");
+                self.proven = true;
+                let mut replies = vec![send(
+                    admin::PASSWORD,
+                    json!({"password": password.expose()}),
+                )];
+                replies.extend(welcome(d, &password, id.other));
+                (replies, None)
+            }
+            Ok(CodeOutcome::Refused) => (Vec::new(), Some((POLICY, "provisioning code refused"))),
+            Ok(CodeOutcome::Locked(_)) => (Vec::new(), Some((POLICY, "too many failures"))),
+            Err(e) => unavailable(e),
+        }
+    }
+
+    async fn seen(&self, mac: Mac, id: &Identify) -> End {
+        let store = self.st.store.as_ref();
+        let d = match store.innovaphone_domain(&self.domain).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Some((POLICY, "not registered")),
+            Err(e) => return unavailable(e).1,
+        };
+        match store
+            .sysclient_seen(d.id, mac, &SysclientReport::from(id), Some(self.ip))
+            .await
+        {
+            Ok(()) => None,
+            Err(e) => unavailable(e).1,
+        }
+    }
+}
+
+/// What a device gets once it is in: the domain's admin password, encrypted under its
+/// sysclient password, and for other vendors' devices the (empty) configuration.
+fn welcome(d: &InnovaphoneDomain, password: &SecretString, other: bool) -> Vec<Message> {
+    let mut out = Vec::new();
+    if let Some(admin_password) = &d.admin_password {
+        let seed = inno::seed();
+        let pwd = inno::encrypt(&seed, password.expose(), admin_password.expose());
+        out.push(send(
+            admin::ADMIN_PASSWORD,
+            json!({"seed": seed, "pwd": pwd}),
+        ));
+    }
+    if other {
+        out.push(send(admin::CONFIGURATION, json!({"last": true})));
+    }
+    out
+}
+
+fn unavailable(e: impl std::fmt::Display) -> (Vec<Message>, End) {
+    tracing::error!(error = %e, "a sysclient could not be answered");
+    (Vec::new(), Some((SERVER_ERROR, "unavailable")))
+}
