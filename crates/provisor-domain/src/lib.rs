@@ -13,7 +13,9 @@ pub mod csv;
 pub mod digest;
 pub mod innovaphone;
 pub mod mac;
+#[macro_use]
 pub mod model;
+pub mod job;
 pub mod names;
 pub mod password;
 pub mod phone;

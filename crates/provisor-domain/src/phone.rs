@@ -45,6 +45,9 @@ pub struct PhonePolicy {
     pub code_seconds: u32,
     /// How long a rollout's codes are valid, in seconds (1 to 365 days; 7 days by default).
     pub rollout_seconds: u32,
+    /// Update jobs: fetches within this many seconds of the last one are one check-in (a
+    /// boot sequence fetches several files), counted as one offer.
+    pub check_in_seconds: u32,
 }
 
 impl Default for PhonePolicy {
@@ -60,6 +63,7 @@ impl Default for PhonePolicy {
             record_unassigned: false,
             code_seconds: 600,
             rollout_seconds: 7 * 86_400,
+            check_in_seconds: 60,
         }
     }
 }
@@ -81,6 +85,12 @@ impl PhonePolicy {
         };
         minutes("arm_minutes", self.arm_minutes)?;
         minutes("token_grace_minutes", self.token_grace_minutes)?;
+        if self.check_in_seconds > 86_400 {
+            return Err(crate::Invalid::new(
+                "phone_policy.check_in_seconds",
+                "must be at most 86400 (a day)",
+            ));
+        }
         if !(1..=365 * 86_400).contains(&self.rollout_seconds) {
             return Err(crate::Invalid::new(
                 "phone_policy.rollout_seconds",
@@ -208,7 +218,7 @@ pub struct PhoneDevice {
     /// The owner's display name, for lines that have none.
     pub owner_display_name: String,
     pub lines: Vec<PhoneLine>,
-    /// Settings layers lowest first: domain, category, user, device.
+    /// Settings layers lowest first: domain, category, update jobs, user, device.
     pub layers: Vec<Settings>,
     pub token: SecretString,
     pub admin_password: SecretString,
@@ -216,6 +226,9 @@ pub struct PhoneDevice {
     pub armed_until: Option<Timestamp>,
     /// Its category's and domain's stored templates, the category's first.
     pub templates: Vec<crate::template::DeviceTemplate>,
+    /// What its update jobs (and a firmware pin) give it; the config jobs' layer is in
+    /// `layers` already, after the category's.
+    pub jobs: crate::job::Plan,
 }
 
 impl PhoneDevice {
@@ -258,6 +271,8 @@ pub struct Contact {
     pub mac: Mac,
     /// The known device, if the fetch was authenticated as it.
     pub device_id: Option<i64>,
+    /// The update jobs the file it got carried.
+    pub jobs: Vec<i64>,
     pub vendor: String,
     pub model: String,
     pub firmware: String,

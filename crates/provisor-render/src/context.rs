@@ -195,12 +195,21 @@ impl Context {
                 }
             })
             .collect();
-        // A `firmware` setting names an uploaded file, fetched under the device's URL.
-        let firmware_url = settings
-            .get("firmware")
-            .and_then(Value::as_str)
-            .filter(|f| !f.is_empty())
-            .map(|f| format!("{url}firmware/{f}"));
+        // A pin or a software job gives the firmware (a firmware store file at the contents
+        // the job saw, or an external URL); else a `firmware` setting names an uploaded
+        // file. Store files are fetched under the device's URL.
+        let firmware_url = match &phone.jobs.firmware {
+            Some(offer) => match (&offer.firmware, &offer.sha256, &offer.url) {
+                (Some(name), Some(sha), _) => Some(format!("{url}firmware/{name}?sha256={sha}")),
+                (Some(name), None, _) => Some(format!("{url}firmware/{name}")),
+                (None, _, external) => external.clone(),
+            },
+            None => settings
+                .get("firmware")
+                .and_then(Value::as_str)
+                .filter(|f| !f.is_empty())
+                .map(|f| format!("{url}firmware/{f}")),
+        };
         let time = settings
             .get("timezone")
             .and_then(Value::as_str)

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use provisor_domain::model::{Actor, Firmware};
 use provisor_store::{FirmwareStore, Result, StoreError};
 
-use super::{SqlStore, audit, json, now, ts};
+use super::{Conn, SqlStore, audit, json, now, ts};
 
 #[derive(sqlx::FromRow)]
 struct FirmwareRow {
@@ -26,6 +26,18 @@ impl From<FirmwareRow> for Firmware {
 }
 
 const COLS: &str = "name, sha256, size, created_at";
+
+/// What still refers to these contents: names, and jobs that are not cancelled (which
+/// serve them as they were when the job was made).
+async fn users_of(c: &mut Conn, sha256: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM firmware WHERE sha256 = $1) + \
+         (SELECT COUNT(*) FROM jobs WHERE firmware_sha256 = $1 AND state <> 'cancelled')",
+    )
+    .bind(sha256)
+    .fetch_one(&mut *c)
+    .await?)
+}
 
 #[async_trait]
 impl FirmwareStore for SqlStore {
@@ -67,11 +79,7 @@ impl FirmwareStore for SqlStore {
         // The replaced contents are the caller's to remove if nothing else uses them.
         let orphan = match before.filter(|b| b != sha256) {
             Some(b) => {
-                let used: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM firmware WHERE sha256 = $1")
-                        .bind(&b)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let used = users_of(&mut tx, &b).await?;
                 (used == 0).then_some(b)
             }
             None => None,
@@ -106,10 +114,7 @@ impl FirmwareStore for SqlStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound("firmware"))?;
-        let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM firmware WHERE sha256 = $1")
-            .bind(&row.sha256)
-            .fetch_one(&mut *tx)
-            .await?;
+        let used = users_of(&mut tx, &row.sha256).await?;
         let firmware = Firmware::from(row);
         audit(
             &mut tx,

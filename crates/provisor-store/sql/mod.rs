@@ -16,6 +16,7 @@ mod directory;
 mod firmware;
 mod innovaphone;
 mod installs;
+mod jobs;
 mod phones;
 mod templates;
 mod tokens;

@@ -67,7 +67,7 @@ pub(super) async fn issue_secrets(
 const PHONE_SELECT: &str = "SELECT d.id, d.domain_id, d.category_id, dm.name AS domain_name, d.mac, d.vendor, d.model, d.firmware, \
      d.state, dm.phone_policy, dm.settings AS domain_settings, c.settings AS category_settings, \
      u.settings AS user_settings, u.display_name AS owner_display_name, d.settings, d.token_enc, \
-     d.admin_password_enc, d.fetch_password_enc, d.armed_until \
+     d.admin_password_enc, d.fetch_password_enc, d.armed_until, d.firmware_pin \
      FROM devices d JOIN domains dm ON dm.id = d.domain_id \
      LEFT JOIN categories c ON c.id = d.category_id LEFT JOIN users u ON u.id = d.user_id";
 
@@ -92,6 +92,7 @@ struct PhoneRow {
     admin_password_enc: Option<Vec<u8>>,
     fetch_password_enc: Option<Vec<u8>>,
     armed_until: Option<i64>,
+    firmware_pin: Option<Json<provisor_domain::job::FirmwarePin>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -141,11 +142,20 @@ impl SqlStore {
             })
             .collect::<Result<Vec<_>>>()?;
         let templates = super::templates::device_templates(c, r.domain_id, r.category_id).await?;
+        let mac = Mac::parse(&r.mac)?;
+        let rules = super::jobs::rules_for(c, r.domain_id, r.category_id, r.id).await?;
+        let jobs = provisor_domain::job::plan(
+            &rules,
+            r.firmware_pin.as_ref().map(|p| &p.0),
+            mac,
+            &r.model,
+            r.category_id,
+        );
         Ok(Some(PhoneDevice {
             id: r.id,
             domain: DomainId(r.domain_id),
             domain_name: r.domain_name,
-            mac: Mac::parse(&r.mac)?,
+            mac,
             vendor: r.vendor,
             model: r.model,
             firmware: r.firmware,
@@ -153,9 +163,11 @@ impl SqlStore {
             policy: r.phone_policy.0,
             owner_display_name: r.owner_display_name.unwrap_or_default(),
             lines,
+            // The config jobs' layer goes on top of the category's.
             layers: vec![
                 r.domain_settings.0,
                 r.category_settings.map(|s| s.0).unwrap_or_default(),
+                jobs.layer.clone(),
                 r.user_settings.map(|s| s.0).unwrap_or_default(),
                 r.settings.0,
             ],
@@ -164,6 +176,7 @@ impl SqlStore {
             fetch_password: open(&self.cipher, r.fetch_password_enc)?,
             armed_until: r.armed_until.map(ts),
             templates,
+            jobs,
         }))
     }
 }
@@ -269,6 +282,7 @@ impl PhoneStore for SqlStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+                super::jobs::checked_in(&mut tx, id, &c.jobs, &c.firmware, at).await?;
                 // Its first configuration: the device came up (`device.registered`).
                 let registered: Option<(i64, String, String, String)> = if c.provisioned {
                     sqlx::query_as(

@@ -17,6 +17,7 @@ use provisor_domain::csv::{Plan, Row, RowError};
 use provisor_domain::innovaphone::{
     InnovaphoneDevice, InnovaphonePatch, InnovaphoneSettings, PbxPhone, SysclientReport,
 };
+use provisor_domain::job::{FirmwarePin, Job, JobPatch, JobSpec, Progress, ProgressCounts};
 use provisor_domain::model::*;
 use provisor_domain::phone::{Contact, PhoneDevice, Refusal};
 use provisor_domain::secret::{CipherError, SecretString};
@@ -709,6 +710,47 @@ pub trait InnovaphoneStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// A device's progress with a job.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct JobDevice {
+    #[schema(value_type = String)]
+    pub mac: Mac,
+    pub state: Progress,
+    /// Check-ins at which it was offered the job.
+    pub offers: u32,
+    pub first_offered: chrono::DateTime<chrono::Utc>,
+    pub last_offered: chrono::DateTime<chrono::Utc>,
+    /// When it applied it, or failed.
+    pub done_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Stores a job; a firmware store file's digest is taken now (the snapshot).
+    async fn create_job(&self, actor: &Actor, d: DomainId, spec: &JobSpec) -> Result<Job>;
+    /// The domain's jobs, newest first, with their devices by progress.
+    async fn list_jobs(&self, d: DomainId) -> Result<Vec<(Job, ProgressCounts)>>;
+    async fn job(&self, d: DomainId, id: i64) -> Result<(Job, ProgressCounts)>;
+    /// The devices that were offered the job, with their progress.
+    async fn job_devices(&self, d: DomainId, id: i64) -> Result<Vec<JobDevice>>;
+    /// Pause, resume, cancel (final), or change the share.
+    async fn update_job(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        id: i64,
+        patch: &JobPatch,
+    ) -> Result<Job>;
+    async fn set_firmware_pin(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        mac: Mac,
+        pin: Option<&FirmwarePin>,
+    ) -> Result<()>;
+    async fn firmware_pin(&self, d: DomainId, mac: Mac) -> Result<Option<FirmwarePin>>;
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// The domain's events after `after` (an event id; 0 for the first), oldest first.
@@ -728,6 +770,7 @@ pub trait Store:
     + WebhookStore
     + SoftphoneStore
     + InnovaphoneStore
+    + JobStore
     + TokenStore
     + AuditStore
     + BulkStore
@@ -751,6 +794,7 @@ impl<T> Store for T where
         + WebhookStore
         + SoftphoneStore
         + InnovaphoneStore
+        + JobStore
         + TokenStore
         + AuditStore
         + BulkStore

@@ -69,6 +69,7 @@ macro_rules! store_suite {
             pbx_phone_provisioning_is_idempotent,
             pbx_phone_refusals_write_nothing,
             sysclients_join_with_a_code_of_their_domain,
+            jobs_progress_through_check_ins,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -2547,6 +2548,7 @@ fn phone_view(p: &PhoneDevice) -> Value {
 /// An unauthenticated contact without vendor, model or firmware.
 fn contact(m: Mac, device_id: Option<i64>, from: &str, at: Timestamp) -> Contact {
     Contact {
+        jobs: Vec::new(),
         mac: m,
         device_id,
         vendor: String::new(),
@@ -2692,10 +2694,11 @@ pub async fn phone_lookup_by_mac_and_token(s: Arc<dyn Store>) {
         [
             json!({"lang": "de", "layer": "domain"}),
             json!({"layer": "category"}),
+            json!({}),
             json!({"layer": "user"}),
             json!({"layer": "device"}),
         ],
-        "settings layers lowest first: domain, category, user, device"
+        "settings layers lowest first: domain, category, update jobs (none), user, device"
     );
     assert_eq!(p.token.expose(), token);
     assert_eq!(p.admin_password.expose(), admin_pw);
@@ -2736,6 +2739,7 @@ pub async fn phone_lookup_by_mac_and_token(s: Arc<dyn Store>) {
         layers,
         [
             json!({"lang": "de", "layer": "domain"}),
+            json!({}),
             json!({}),
             json!({}),
             json!({}),
@@ -3046,6 +3050,7 @@ pub async fn contacts_recorded(s: Arc<dyn Store>) {
     let t3 = t2 + TimeDelta::minutes(1);
     let known =
         |m: Mac, id: i64, from: &str, at: Timestamp, firmware: &str, provisioned: bool| Contact {
+            jobs: Vec::new(),
             vendor: "yealink".into(),
             model: "T54W".into(),
             firmware: firmware.into(),
@@ -3136,6 +3141,7 @@ pub async fn contacts_recorded(s: Arc<dyn Store>) {
     let mb = mac("001565bb0001");
     new_device(s, b, json!({"mac": mb})).await;
     let described = |m: Mac, from: &str, at: Timestamp, firmware: &str| Contact {
+        jobs: Vec::new(),
         vendor: "yealink".into(),
         model: "T46U".into(),
         firmware: firmware.into(),
@@ -4295,4 +4301,129 @@ pub async fn sysclients_join_with_a_code_of_their_domain(s: Arc<dyn Store>) {
     ));
     // A device without a sysclient record is not one.
     assert!(s.sysclient(a, mac("009033400002")).await.unwrap().is_none());
+}
+
+// ---- update jobs ----
+
+pub async fn jobs_progress_through_check_ins(s: Arc<dyn Store>) {
+    use provisor_domain::job::{FirmwarePin, JobPatch, JobState, NewJob};
+    let s = &*s;
+    let a = new_domain_with_policy(s, "a.example", json!({"check_in_seconds": 0}))
+        .await
+        .id;
+    let b = new_domain_with_policy(s, "b.example", json!({})).await.id;
+    new_category(s, a, "Desk").await;
+    let m = mac("001565000001");
+    let new: NewDevice =
+        input(json!({"mac": m, "vendor": "yealink", "model": "T54W", "category": "Desk"}));
+    let device = s
+        .create_device(&actor(), a, &new.validate().unwrap())
+        .await
+        .unwrap();
+    let spec: NewJob = input(
+        json!({"kind": "software", "category": "Desk", "url": "https://fw/2.rom", "version": "2.0", "max_offers": 2}),
+    );
+    let job = s
+        .create_job(&actor(), a, &spec.validate().unwrap())
+        .await
+        .unwrap();
+    let spec: NewJob =
+        input(json!({"kind": "config", "config_type": "language", "params": {"language": "de"}}));
+    let lang = s
+        .create_job(&actor(), a, &spec.validate().unwrap())
+        .await
+        .unwrap();
+    let p = phone(s, m).await;
+    assert_eq!(p.jobs.jobs, vec![job.id, lang.id]);
+    assert_eq!(
+        p.jobs.firmware.as_ref().unwrap().url.as_deref(),
+        Some("https://fw/2.rom")
+    );
+    assert_eq!(
+        p.layers[2]["language"], "de",
+        "the job layer is after the category's"
+    );
+    assert_eq!(s.job(a, job.id).await.unwrap().1.pending, 1);
+    let t0 = Utc::now();
+    let seen = |firmware: &str, secs: i64| Contact {
+        jobs: vec![job.id, lang.id],
+        vendor: "yealink".into(),
+        model: "T54W".into(),
+        firmware: firmware.into(),
+        provisioned: true,
+        ..contact(
+            m,
+            Some(device.id),
+            "10.0.0.1",
+            t0 + TimeDelta::seconds(secs),
+        )
+    };
+    s.record_contacts(&[seen("1.0", 0)]).await.unwrap();
+    let (_, n) = s.job(a, job.id).await.unwrap();
+    assert_eq!((n.pending, n.offered, n.applied, n.failed), (0, 1, 0, 0));
+    s.record_contacts(&[seen("1.0", 10)]).await.unwrap();
+    let (_, n) = s.job(a, job.id).await.unwrap();
+    assert_eq!((n.offered, n.failed), (0, 1), "offered twice: failed");
+    let (_, n) = s.job(a, lang.id).await.unwrap();
+    assert_eq!(n.applied, 1, "the config job: it came back for its file");
+    let kinds: Vec<String> = events(s, a).await.into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&"job.failed".to_owned()), "{kinds:?}");
+    s.record_contacts(&[seen("2.0", 20)]).await.unwrap();
+    let (done, n) = s.job(a, job.id).await.unwrap();
+    assert_eq!(n.applied, 1, "it reports the version");
+    assert!(done.completed_at.is_some());
+    let kinds: Vec<String> = events(s, a).await.into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&"job.completed".to_owned()), "{kinds:?}");
+    let listed = s.job_devices(a, job.id).await.unwrap();
+    assert_eq!(listed[0].offers, 3);
+    // Tenant scoping, cancel, pin.
+    assert!(matches!(
+        s.job(b, job.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let cancel = JobPatch {
+        state: Some(JobState::Cancelled),
+        percent: None,
+    };
+    expect_not_found(
+        s.update_job(&actor(), b, job.id, &cancel).await,
+        "another domain's job",
+    );
+    s.update_job(&actor(), a, job.id, &cancel).await.unwrap();
+    assert!(phone(s, m).await.jobs.firmware.is_none());
+    expect_conflict(
+        s.update_job(
+            &actor(),
+            a,
+            job.id,
+            &JobPatch {
+                state: Some(JobState::Active),
+                percent: None,
+            },
+        )
+        .await,
+        "a cancelled job stays cancelled",
+    );
+    let pin: FirmwarePin = input(json!({"url": "https://fw/pinned.rom", "version": "1.5"}));
+    s.set_firmware_pin(&actor(), a, m, Some(&pin.validate().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(phone(s, m).await.jobs.firmware.unwrap().version, "1.5");
+    assert!(s.firmware_pin(a, m).await.unwrap().is_some());
+    s.set_firmware_pin(&actor(), a, m, None).await.unwrap();
+    assert!(s.firmware_pin(a, m).await.unwrap().is_none());
+    // A job for an unknown category or firmware file is refused.
+    let spec: NewJob =
+        input(json!({"kind": "software", "category": "Nope", "url": "https://x", "version": "1"}));
+    expect_invalid(
+        s.create_job(&actor(), a, &spec.validate().unwrap()).await,
+        "category",
+        "unknown category",
+    );
+    let spec: NewJob = input(json!({"kind": "software", "firmware": "none.rom", "version": "1"}));
+    expect_invalid(
+        s.create_job(&actor(), a, &spec.validate().unwrap()).await,
+        "firmware",
+        "unknown file",
+    );
 }

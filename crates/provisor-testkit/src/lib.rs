@@ -456,6 +456,21 @@ impl TestApp {
         builder.build().expect("a client")
     }
 
+    /// The domain's events of `kind` (the first 1000 events), oldest first.
+    pub async fn events_of(&self, domain: &str, kind: &str) -> Vec<Value> {
+        let events = self
+            .get(&format!("/api/v1/domains/{domain}/events?limit=1000"))
+            .await
+            .expect(200);
+        events
+            .as_array()
+            .expect("a list of events")
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
     /// Polls `path` (as the operator) until `done` holds for its JSON, for what the server
     /// writes in the background; panics after 10 seconds.
     pub async fn eventually(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {

@@ -15,6 +15,7 @@ mod domains;
 mod firmware;
 mod innovaphone;
 mod installs;
+mod jobs;
 mod portal;
 mod provisioning;
 mod rollouts;
@@ -48,7 +49,7 @@ use crate::error::{ApiError, ApiResult, Problem};
     components(schemas(Problem)),
     tags(
         (name = "domains"), (name = "categories"), (name = "users"), (name = "accounts"),
-        (name = "devices"), (name = "codes"), (name = "self-service"), (name = "innovaphone"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
+        (name = "devices"), (name = "codes"), (name = "self-service"), (name = "innovaphone"), (name = "jobs"), (name = "templates"), (name = "firmware"), (name = "bulk"), (name = "tokens"), (name = "audit")
     )
 )]
 struct ApiDoc;
@@ -101,6 +102,10 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(codes::create))
         .routes(routes!(innovaphone::get, innovaphone::put))
         .routes(routes!(innovaphone::device))
+        .routes(routes!(jobs::list, jobs::create))
+        .routes(routes!(jobs::get, jobs::update))
+        .routes(routes!(jobs::devices))
+        .routes(routes!(jobs::get_pin, jobs::put_pin, jobs::delete_pin))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))

@@ -27,7 +27,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use provisor_domain::Mac;
 use provisor_domain::catalog::{Detected as Detection, FileKind, Found, Vendor};
 use provisor_domain::code::Redemption;
@@ -450,7 +450,15 @@ async fn fetch(
         let ip = canonical_ip(peer.addr.ip());
         return st
             .phones
-            .firmware(st.store.as_ref(), token, name, ip, &peer, &headers)
+            .firmware(
+                st.store.as_ref(),
+                token,
+                name,
+                uri.query(),
+                ip,
+                &peer,
+                &headers,
+            )
             .await;
     }
     if file.is_empty() || file.contains('/') {
@@ -571,6 +579,12 @@ enum Guess<'a> {
     Auto { domain: &'a str, category: &'a str },
 }
 
+/// A firmware URL's query: the contents a job refers to.
+#[derive(serde::Deserialize)]
+struct FirmwareQuery {
+    sha256: String,
+}
+
 /// The automatic-provisioning query of a request (`domain`, `token`, `category`).
 #[derive(serde::Deserialize)]
 struct AutoQuery {
@@ -643,11 +657,13 @@ enum Proof {
 impl Phones {
     /// A firmware file, for a device presenting its token (under the same rules as its
     /// other files).
+    #[allow(clippy::too_many_arguments)]
     async fn firmware(
         &self,
         store: &dyn Store,
         token: &str,
         name: &str,
+        query: Option<&str>,
         ip: IpAddr,
         peer: &Peer,
         headers: &HeaderMap,
@@ -669,6 +685,33 @@ impl Phones {
                 reason,
             });
             return not_found();
+        }
+        // A software job's contents as they were when it was made: only the device's own
+        // job's (`?sha256=` of its firmware URL).
+        let pinned = query
+            .and_then(|q| serde_urlencoded::from_str::<FirmwareQuery>(q).ok())
+            .map(|q| q.sha256);
+        if let Some(sha256) = pinned {
+            let offer = device.jobs.firmware.as_ref();
+            if offer.and_then(|o| o.sha256.as_deref()) != Some(sha256.as_str())
+                || offer.and_then(|o| o.firmware.as_deref()) != Some(name)
+            {
+                return not_found();
+            }
+            let path = crate::firmware::path(&self.options.firmware_dir, &sha256);
+            let Ok(meta) = tokio::fs::metadata(&path).await else {
+                return not_found();
+            };
+            let f = provisor_domain::model::Firmware {
+                name: name.to_owned(),
+                sha256,
+                size: meta.len(),
+                created_at: meta
+                    .modified()
+                    .map(DateTime::<Utc>::from)
+                    .unwrap_or_else(|_| Utc::now()),
+            };
+            return crate::firmware::serve(&self.options.firmware_dir, &f, headers).await;
         }
         match store.firmware(name).await {
             Ok(f) => crate::firmware::serve(&self.options.firmware_dir, &f, headers).await,
@@ -1131,8 +1174,11 @@ impl Phones {
         url: String,
     ) -> provisor_store::Result<Outcome> {
         let provisioned = f.kind == FileKind::Device;
-        self.recorder
-            .contact(contact(f, device.mac, Some(device.id), req, provisioned));
+        let mut seen = contact(f, device.mac, Some(device.id), req, provisioned);
+        if provisioned {
+            seen.jobs = device.jobs.jobs.clone();
+        }
+        self.recorder.contact(seen);
         let detected = detected(f, Some(device.mac), Some(device));
         self.render(
             f,
@@ -1299,6 +1345,7 @@ fn contact(
     Contact {
         mac,
         device_id,
+        jobs: Vec::new(),
         vendor: vendor.id.clone(),
         model: f.model.clone().unwrap_or_default(),
         firmware: f.firmware.clone().unwrap_or_default(),

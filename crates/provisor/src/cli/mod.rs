@@ -12,6 +12,7 @@ use provisor_domain::{Mac, csv, password};
 use provisor_store::{DeviceDetail, PageRequest, Store, StoreError, device_detail, issue_token};
 use serde::Serialize;
 
+mod jobs;
 mod templates;
 
 pub use templates::TemplateCmd;
@@ -83,6 +84,9 @@ pub enum Command {
     /// A domain's automatic provisioning: devices register themselves into a category.
     #[command(subcommand, name = "auto-provisioning")]
     AutoProvisioning(AutoCmd),
+    /// Update jobs: firmware and configuration rollouts applied at check-in.
+    #[command(subcommand)]
+    Job(jobs::JobCmd),
     /// A domain's innovaphone integration (PBX App object password, device admin password).
     #[command(subcommand)]
     Innovaphone(InnovaphoneCmd),
@@ -788,6 +792,7 @@ async fn admin(
             unreachable!("handled before")
         }
         Command::Innovaphone(cmd) => innovaphone(store, cmd, out).await,
+        Command::Job(cmd) => jobs::job(store, cmd, out).await,
         Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || {
             format!("{} database is up to date", store.backend())
         }),

@@ -8,6 +8,7 @@ mod codes;
 mod firmware;
 mod innovaphone;
 mod isolation;
+mod jobs;
 mod ops;
 mod phones;
 mod rollouts;

@@ -1,0 +1,569 @@
+//! Update jobs: firmware (software) and configuration changes for a domain's devices,
+//! applied when they check in. A job keeps a snapshot of its payload as it was at creation;
+//! which job a device gets is decided here, from the jobs and the device alone (no I/O).
+//!
+//! Selection, for one device: among its domain's jobs whose category (none: every
+//! category) and models (none: every model) match it and that target it (an explicit
+//! device list, or the stage: `percent` of devices, chosen by a hash of job and MAC, so
+//! raising the percentage only adds devices), the newest active software job, and the
+//! newest active config job of each type. A paused job is kept by the devices it was
+//! already offered to and offered to no one else; a cancelled one is gone, so devices fall
+//! back to the previous match. A device pinned to a firmware gets that and no software job.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use utoipa::ToSchema;
+
+use crate::settings::{self, Settings};
+use crate::{Invalid, Mac, names};
+
+text_enum! {
+    /// Firmware, or configuration.
+    JobKind { Software = "software", Config = "config" }
+}
+
+text_enum! {
+    /// What a config job changes; the newest job of each type applies.
+    ConfigType { Ntp = "ntp", Timezone = "timezone", Language = "language", Codecs = "codecs", DialPlan = "dial_plan", Custom = "custom" }
+}
+
+text_enum! {
+    /// Active jobs are offered; paused ones only to devices that already have them;
+    /// cancelled ones to no one.
+    JobState { Active = "active", Paused = "paused", Cancelled = "cancelled" }
+}
+
+text_enum! {
+    /// A device's progress with a job.
+    Progress { Pending = "pending", Offered = "offered", Applied = "applied", Failed = "failed" }
+}
+
+/// How often a software job is offered without the device applying it before it counts as
+/// failed, unless the job says otherwise.
+pub const DEFAULT_MAX_OFFERS: u32 = 3;
+/// Most devices an explicit list may name.
+pub const MAX_LISTED: usize = 10_000;
+
+/// A job as an admin asks for it.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    pub kind: JobKind,
+    /// The category whose devices it is for; absent: every device of the domain.
+    pub category: Option<String>,
+    /// Only these models (as devices report them, any case); empty: every model.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Software: a file of the firmware store, by name (its contents are kept as they
+    /// are now) …
+    pub firmware: Option<String>,
+    /// … or an external URL.
+    pub url: Option<String>,
+    /// Software: the version a device reports once it runs the firmware.
+    pub version: Option<String>,
+    /// Config: what it changes, and the values.
+    pub config_type: Option<ConfigType>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Settings,
+    /// The share of matching devices it is for (1 to 100, default 100).
+    pub percent: Option<u8>,
+    /// Instead of a share: exactly these devices (MACs).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub devices: Vec<Mac>,
+    /// Software: offers without the device applying it before it counts as failed.
+    pub max_offers: Option<u32>,
+}
+
+/// What a job delivers, as it was when the job was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Payload {
+    Software {
+        /// A firmware store file: its name, and the digest of its contents then.
+        firmware: Option<String>,
+        sha256: Option<String>,
+        url: Option<String>,
+        version: String,
+    },
+    Config {
+        config_type: ConfigType,
+        /// The settings layer it puts on top of the category's.
+        #[schema(value_type = Object)]
+        settings: Settings,
+    },
+}
+
+/// A validated job, before the store fills in a firmware file's digest.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub category: Option<String>,
+    pub models: Vec<String>,
+    pub payload: Payload,
+    pub percent: u8,
+    pub devices: Vec<Mac>,
+    pub max_offers: u32,
+}
+
+fn text(field: &str, v: &serde_json::Value) -> Result<String, Invalid> {
+    match v.as_str() {
+        Some(s) if !s.trim().is_empty() => names::text(field, s, 200),
+        _ => Err(Invalid::new(field, "must be a non-empty string")),
+    }
+}
+
+/// The settings a config job of `kind` sets, from its parameters.
+fn config_settings(kind: ConfigType, params: &Settings) -> Result<Settings, Invalid> {
+    let one = |param: &str, key: &str| -> Result<Settings, Invalid> {
+        let v = params.get(param).ok_or_else(|| {
+            Invalid::new(
+                format!("params.{param}"),
+                "is required for this config type",
+            )
+        })?;
+        if params.len() != 1 {
+            return Err(Invalid::new(
+                "params",
+                format!("takes only '{param}' for this config type"),
+            ));
+        }
+        let mut s = Settings::new();
+        s.insert(key.to_owned(), text(&format!("params.{param}"), v)?.into());
+        Ok(s)
+    };
+    match kind {
+        ConfigType::Ntp => {
+            let s = one("server", "ntp_server")?;
+            names::host_port("params.server", s["ntp_server"].as_str().unwrap_or(""))?;
+            Ok(s)
+        }
+        ConfigType::Timezone => one("timezone", "timezone"),
+        ConfigType::Language => one("language", "language"),
+        ConfigType::DialPlan => one("dial_plan", "dial_plan"),
+        ConfigType::Codecs => {
+            let list = params
+                .get("codecs")
+                .and_then(serde_json::Value::as_array)
+                .filter(|l| !l.is_empty() && l.len() <= 16 && params.len() == 1)
+                .ok_or_else(|| {
+                    Invalid::new("params.codecs", "must be a list of 1 to 16 codec names")
+                })?;
+            let codecs = list
+                .iter()
+                .map(|c| {
+                    let name = text("params.codecs", c)?.to_ascii_uppercase();
+                    if name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    {
+                        Ok(serde_json::Value::String(name))
+                    } else {
+                        Err(Invalid::new(
+                            "params.codecs",
+                            format!("'{name}' is not a codec name"),
+                        ))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut s = Settings::new();
+            s.insert("codecs".into(), codecs.into());
+            Ok(s)
+        }
+        ConfigType::Custom => {
+            if params.is_empty() {
+                return Err(Invalid::new("params", "must set at least one setting"));
+            }
+            settings::layer(serde_json::Value::Object(params.clone()))
+        }
+    }
+}
+
+impl NewJob {
+    pub fn validate(self) -> Result<JobSpec, Invalid> {
+        let payload = match self.kind {
+            JobKind::Software => {
+                if self.config_type.is_some() || !self.params.is_empty() {
+                    return Err(Invalid::new(
+                        "config_type",
+                        "belongs to config jobs, not software jobs",
+                    ));
+                }
+                let version = self
+                    .version
+                    .as_deref()
+                    .map(|v| names::text("version", v, 100))
+                    .transpose()?
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| Invalid::new("version", "is required for a software job"))?;
+                let url = match self.url.as_deref().map(str::trim) {
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                        if u.len() > 2000 || u.chars().any(|c| c.is_control() || c == ' ') {
+                            return Err(Invalid::new("url", "is not a URL"));
+                        }
+                        Some(u.to_owned())
+                    }
+                    Some(_) => {
+                        return Err(Invalid::new("url", "must be an http:// or https:// URL"));
+                    }
+                    None => None,
+                };
+                let firmware = self
+                    .firmware
+                    .as_deref()
+                    .map(crate::model::firmware_name)
+                    .transpose()?;
+                if firmware.is_some() == url.is_some() {
+                    return Err(Invalid::new(
+                        "firmware",
+                        "a software job needs either a firmware file or a url",
+                    ));
+                }
+                Payload::Software {
+                    firmware,
+                    sha256: None,
+                    url,
+                    version,
+                }
+            }
+            JobKind::Config => {
+                if self.firmware.is_some() || self.url.is_some() || self.version.is_some() {
+                    return Err(Invalid::new(
+                        "firmware",
+                        "belongs to software jobs, not config jobs",
+                    ));
+                }
+                let config_type = self
+                    .config_type
+                    .ok_or_else(|| Invalid::new("config_type", "is required for a config job"))?;
+                Payload::Config {
+                    config_type,
+                    settings: config_settings(config_type, &self.params)?,
+                }
+            }
+        };
+        let percent = self.percent.unwrap_or(100);
+        if !(1..=100).contains(&percent) {
+            return Err(Invalid::new("percent", "must be 1 to 100"));
+        }
+        if self.devices.len() > MAX_LISTED {
+            return Err(Invalid::new(
+                "devices",
+                format!("at most {MAX_LISTED} devices"),
+            ));
+        }
+        if !self.devices.is_empty() && self.percent.is_some() {
+            return Err(Invalid::new(
+                "percent",
+                "a job is for a share of devices or for a list, not both",
+            ));
+        }
+        let mut devices = self.devices;
+        devices.sort();
+        devices.dedup();
+        Ok(JobSpec {
+            category: self
+                .category
+                .as_deref()
+                .map(names::category_name)
+                .transpose()?,
+            models: self
+                .models
+                .iter()
+                .map(|m| names::text("models", m, 100).map(|m| m.to_ascii_lowercase()))
+                .filter(|m| !matches!(m, Ok(m) if m.is_empty()))
+                .collect::<Result<_, _>>()?,
+            payload,
+            percent,
+            devices,
+            max_offers: self.max_offers.unwrap_or(DEFAULT_MAX_OFFERS).clamp(1, 100),
+        })
+    }
+}
+
+/// A job as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Job {
+    pub id: i64,
+    pub state: JobState,
+    pub category: Option<String>,
+    pub models: Vec<String>,
+    pub payload: Payload,
+    pub percent: u8,
+    #[schema(value_type = Vec<String>)]
+    pub devices: Vec<Mac>,
+    pub max_offers: u32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub created_by: String,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// When every device it was for had applied it (or failed).
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Devices by progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ProgressCounts {
+    pub pending: u64,
+    pub offered: u64,
+    pub applied: u64,
+    pub failed: u64,
+}
+
+/// A change of a job: pause, resume, cancel, or raise (or lower) its share.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobPatch {
+    pub state: Option<JobState>,
+    pub percent: Option<u8>,
+}
+
+impl JobPatch {
+    pub fn validate(self) -> Result<Self, Invalid> {
+        if self.percent.is_some_and(|p| !(1..=100).contains(&p)) {
+            return Err(Invalid::new("percent", "must be 1 to 100"));
+        }
+        Ok(self)
+    }
+}
+
+/// A device pinned to a firmware: it gets this and no software job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwarePin {
+    /// A firmware store file (served by its current contents) …
+    pub firmware: Option<String>,
+    /// … or an external URL.
+    pub url: Option<String>,
+    pub version: String,
+}
+
+impl FirmwarePin {
+    pub fn validate(self) -> Result<Self, Invalid> {
+        let spec = NewJob {
+            kind: JobKind::Software,
+            category: None,
+            models: Vec::new(),
+            firmware: self.firmware,
+            url: self.url,
+            version: Some(self.version),
+            config_type: None,
+            params: Settings::new(),
+            percent: None,
+            devices: Vec::new(),
+            max_offers: None,
+        }
+        .validate()?;
+        match spec.payload {
+            Payload::Software {
+                firmware,
+                url,
+                version,
+                ..
+            } => Ok(Self {
+                firmware,
+                url,
+                version,
+            }),
+            Payload::Config { .. } => unreachable!("a software spec"),
+        }
+    }
+}
+
+/// What selection needs of a job (the store loads the device's domain's jobs).
+#[derive(Clone, Debug)]
+pub struct JobRule {
+    pub id: i64,
+    pub state: JobState,
+    pub category_id: Option<i64>,
+    pub models: Vec<String>,
+    pub percent: u8,
+    pub devices: Vec<Mac>,
+    pub payload: Payload,
+    pub max_offers: u32,
+    /// This device's progress with it, if any.
+    pub progress: Option<(Progress, u32)>,
+}
+
+/// Whether `percent` of devices includes `mac` for job `id`: a stable position of the MAC
+/// in 0..10000, so a device stays in as the share grows.
+pub fn in_stage(id: i64, mac: Mac, percent: u8) -> bool {
+    let h = Sha256::digest(format!("{id}:{mac}").as_bytes());
+    let bucket = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) % 10_000;
+    bucket < u64::from(percent) * 100
+}
+
+impl JobRule {
+    /// Whether the job is for this device, at all (category, model, stage or list).
+    pub fn targets(&self, mac: Mac, model: &str, category_id: Option<i64>) -> bool {
+        (self.category_id.is_none() || self.category_id == category_id)
+            && (self.models.is_empty() || self.models.iter().any(|m| m.eq_ignore_ascii_case(model)))
+            && if self.devices.is_empty() {
+                in_stage(self.id, mac, self.percent)
+            } else {
+                self.devices.binary_search(&mac).is_ok()
+            }
+    }
+
+    /// Whether the device gets it now: active, or paused and already offered to it.
+    fn offered_to(&self, mac: Mac, model: &str, category_id: Option<i64>) -> bool {
+        let had = matches!(
+            self.progress,
+            Some((Progress::Offered | Progress::Applied, _))
+        );
+        match self.state {
+            JobState::Active => self.targets(mac, model, category_id),
+            JobState::Paused => had && self.targets(mac, model, category_id),
+            JobState::Cancelled => false,
+        }
+    }
+}
+
+/// The jobs a device gets: the software job, and the config job of each type.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Selected {
+    pub software: Option<i64>,
+    pub config: Vec<i64>,
+}
+
+/// Picks a device's jobs from its domain's (`rules` in any order; the newest has the
+/// highest id). `pinned`: the device is pinned to a firmware, so no software job.
+pub fn select(
+    rules: &[JobRule],
+    mac: Mac,
+    model: &str,
+    category_id: Option<i64>,
+    pinned: bool,
+) -> Selected {
+    let mut software: Option<&JobRule> = None;
+    let mut config: HashMap<ConfigType, &JobRule> = HashMap::new();
+    for r in rules
+        .iter()
+        .filter(|r| r.offered_to(mac, model, category_id))
+    {
+        match &r.payload {
+            Payload::Software { .. } if !pinned => {
+                if software.is_none_or(|s| s.id < r.id) {
+                    software = Some(r);
+                }
+            }
+            Payload::Software { .. } => {}
+            Payload::Config { config_type, .. } => {
+                let slot = config.entry(*config_type).or_insert(r);
+                if slot.id < r.id {
+                    *slot = r;
+                }
+            }
+        }
+    }
+    let mut config: Vec<i64> = config.values().map(|r| r.id).collect();
+    config.sort_unstable();
+    Selected {
+        software: software.map(|r| r.id),
+        config,
+    }
+}
+
+/// The settings layer of the selected config jobs, oldest type first (types do not
+/// overlap, except `custom`, which is applied last).
+pub fn config_layer<'a>(rules: &'a [JobRule], selected: &Selected) -> Settings {
+    let mut chosen: Vec<&'a JobRule> = rules
+        .iter()
+        .filter(|r| selected.config.contains(&r.id))
+        .collect();
+    chosen.sort_by_key(|r| {
+        (
+            matches!(
+                r.payload,
+                Payload::Config {
+                    config_type: ConfigType::Custom,
+                    ..
+                }
+            ),
+            r.id,
+        )
+    });
+    let mut out = Settings::new();
+    for r in chosen {
+        if let Payload::Config { settings: s, .. } = &r.payload {
+            settings::merge_into(&mut out, s);
+        }
+    }
+    out
+}
+
+/// The firmware a device is given: a firmware store file (at the contents the job saw,
+/// where it is a job's) or an external URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirmwareOffer {
+    pub firmware: Option<String>,
+    pub sha256: Option<String>,
+    pub url: Option<String>,
+    pub version: String,
+}
+
+/// What the jobs come to for one device.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The jobs its files carry now.
+    pub jobs: Vec<i64>,
+    /// The config jobs' settings, a layer on top of the category's.
+    pub layer: Settings,
+    pub firmware: Option<FirmwareOffer>,
+}
+
+/// The jobs of a device: selection, the config layer, and the firmware (a pin first).
+pub fn plan(
+    rules: &[JobRule],
+    pin: Option<&FirmwarePin>,
+    mac: Mac,
+    model: &str,
+    category_id: Option<i64>,
+) -> Plan {
+    let selected = select(rules, mac, model, category_id, pin.is_some());
+    let software = selected
+        .software
+        .and_then(|id| rules.iter().find(|r| r.id == id));
+    let firmware = match (pin, software.map(|r| &r.payload)) {
+        (Some(p), _) => Some(FirmwareOffer {
+            firmware: p.firmware.clone(),
+            sha256: None,
+            url: p.url.clone(),
+            version: p.version.clone(),
+        }),
+        (
+            None,
+            Some(Payload::Software {
+                firmware,
+                sha256,
+                url,
+                version,
+            }),
+        ) => Some(FirmwareOffer {
+            firmware: firmware.clone(),
+            sha256: sha256.clone(),
+            url: url.clone(),
+            version: version.clone(),
+        }),
+        _ => None,
+    };
+    let mut jobs: Vec<i64> = selected.software.into_iter().collect();
+    jobs.extend(&selected.config);
+    Plan {
+        layer: config_layer(rules, &selected),
+        jobs,
+        firmware,
+    }
+}
+
+/// Whether a firmware version a device reports is the job's target (compared without
+/// case and surrounding space).
+pub fn runs_version(reported: &str, target: &str) -> bool {
+    !target.trim().is_empty() && reported.trim().eq_ignore_ascii_case(target.trim())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,488 @@
+//! Update jobs, their per-device progress, and firmware pins.
+//!
+//! Progress rows exist from a device's first offer on (`offered`, `applied`, `failed`);
+//! `pending` is counted, not stored: a device the job targets without a row.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use provisor_domain::Mac;
+use provisor_domain::job::{
+    FirmwarePin, Job, JobPatch, JobRule, JobSpec, JobState, Payload, Progress, ProgressCounts,
+    runs_version,
+};
+use provisor_domain::model::*;
+use provisor_store::{JobDevice, JobStore, Result, StoreError};
+use serde_json::json;
+use sqlx::types::Json;
+
+use super::codes::event;
+use super::directory::{CATEGORY, id_of};
+use super::{Conn, SqlStore, audit, now, ts};
+
+const JOB_SELECT: &str = "SELECT j.id, j.state, j.category_id, c.name AS category, j.models, j.percent, j.devices, \
+     j.payload, j.max_offers, j.created_at, j.created_by, j.updated_at, j.completed_at \
+     FROM jobs j LEFT JOIN categories c ON c.id = j.category_id";
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    state: String,
+    category_id: Option<i64>,
+    category: Option<String>,
+    models: Json<Vec<String>>,
+    percent: i32,
+    devices: Json<Vec<String>>,
+    payload: Json<Payload>,
+    max_offers: i32,
+    created_at: i64,
+    created_by: String,
+    updated_at: i64,
+    completed_at: Option<i64>,
+}
+
+impl JobRow {
+    fn macs(&self) -> Result<Vec<Mac>> {
+        Ok(self
+            .devices
+            .0
+            .iter()
+            .map(|m| Mac::parse(m))
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn rule(&self, progress: Option<(Progress, u32)>) -> Result<JobRule> {
+        Ok(JobRule {
+            id: self.id,
+            state: self.state.parse()?,
+            category_id: self.category_id,
+            models: self.models.0.clone(),
+            percent: self.percent as u8,
+            devices: self.macs()?,
+            payload: self.payload.0.clone(),
+            max_offers: self.max_offers as u32,
+            progress,
+        })
+    }
+
+    fn job(self) -> Result<Job> {
+        Ok(Job {
+            id: self.id,
+            state: self.state.parse()?,
+            devices: self.macs()?,
+            category: self.category,
+            models: self.models.0,
+            payload: self.payload.0,
+            percent: self.percent as u8,
+            max_offers: self.max_offers as u32,
+            created_at: ts(self.created_at),
+            created_by: self.created_by,
+            updated_at: ts(self.updated_at),
+            completed_at: self.completed_at.map(ts),
+        })
+    }
+}
+
+/// The jobs a device of this domain and category may get, with its progress on each.
+pub(super) async fn rules_for(
+    c: &mut Conn,
+    domain_id: i64,
+    category_id: Option<i64>,
+    device_id: i64,
+) -> Result<Vec<JobRule>> {
+    let rows: Vec<JobRow> = sqlx::query_as(&format!(
+        "{JOB_SELECT} WHERE j.domain_id = $1 AND j.state <> 'cancelled' \
+         AND (j.category_id IS NULL OR j.category_id = $2) ORDER BY j.id"
+    ))
+    .bind(domain_id)
+    .bind(category_id)
+    .fetch_all(&mut *c)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let progress: Vec<(i64, String, i32)> =
+        sqlx::query_as("SELECT job_id, state, offers FROM job_progress WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_all(&mut *c)
+            .await?;
+    let mut by_job = HashMap::new();
+    for (job, state, offers) in progress {
+        by_job.insert(job, (state.parse::<Progress>()?, offers as u32));
+    }
+    rows.iter()
+        .map(|r| r.rule(by_job.get(&r.id).copied()))
+        .collect()
+}
+
+async fn job_row(c: &mut Conn, d: DomainId, id: i64) -> Result<JobRow> {
+    sqlx::query_as(&format!(
+        "{JOB_SELECT} WHERE j.domain_id = $1 AND j.id = $2"
+    ))
+    .bind(d.0)
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound("job"))
+}
+
+/// Devices by progress: rows for offered, applied and failed; the devices the job targets
+/// without a row are pending.
+async fn counts(c: &mut Conn, d: DomainId, row: &JobRow) -> Result<ProgressCounts> {
+    let rule = row.rule(None)?;
+    let devices: Vec<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT d.mac, d.model, d.category_id, p.state FROM devices d \
+         LEFT JOIN job_progress p ON p.device_id = d.id AND p.job_id = $2 \
+         WHERE d.domain_id = $1 AND ($3 OR d.category_id = $4)",
+    )
+    .bind(d.0)
+    .bind(row.id)
+    .bind(row.category_id.is_none())
+    .bind(row.category_id.unwrap_or(0))
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = ProgressCounts::default();
+    for (mac, model, category, state) in devices {
+        match state.as_deref().map(str::parse::<Progress>).transpose()? {
+            Some(Progress::Offered) => out.offered += 1,
+            Some(Progress::Applied) => out.applied += 1,
+            Some(Progress::Failed) => out.failed += 1,
+            Some(Progress::Pending) | None => {
+                if row.state == "active" && rule.targets(Mac::parse(&mac)?, &model, category) {
+                    out.pending += 1;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Marks the job completed (and writes `job.completed`) once no device it targets is
+/// pending or offered.
+async fn complete_if_done(c: &mut Conn, d: DomainId, job: i64) -> Result<()> {
+    let row = job_row(c, d, job).await?;
+    if row.completed_at.is_some() || row.state == "cancelled" {
+        return Ok(());
+    }
+    let n = counts(c, d, &row).await?;
+    if n.pending > 0 || n.offered > 0 {
+        return Ok(());
+    }
+    sqlx::query("UPDATE jobs SET completed_at = $1 WHERE id = $2")
+        .bind(now())
+        .bind(job)
+        .execute(&mut *c)
+        .await?;
+    event(
+        c,
+        d,
+        "job.completed",
+        json!({"job_id": job, "applied": n.applied, "failed": n.failed}),
+    )
+    .await
+}
+
+/// A device's check-in: it got a file carrying `jobs` and reported `firmware`. First offer:
+/// a row; a later check-in: one more offer, or applied (a software job when it reports the
+/// target version, a config job when it comes back for the file again); a software job
+/// offered `max_offers` times without that: failed (`job.failed`).
+pub(super) async fn checked_in(
+    c: &mut Conn,
+    device_id: i64,
+    jobs: &[i64],
+    firmware: &str,
+    at: i64,
+) -> Result<()> {
+    for &job in jobs {
+        let found: Option<(i64, Json<Payload>, i32, String)> = sqlx::query_as(
+            "SELECT j.domain_id, j.payload, j.max_offers, d.mac FROM jobs j JOIN devices d ON d.id = $2 \
+             WHERE j.id = $1 AND j.domain_id = d.domain_id",
+        )
+        .bind(job)
+        .bind(device_id)
+        .fetch_optional(&mut *c)
+        .await?;
+        let Some((domain, payload, max_offers, mac)) = found else {
+            continue;
+        };
+        let d = DomainId(domain);
+        let before: Option<(String, i32, i64)> = sqlx::query_as(
+            "SELECT state, offers, last_offered FROM job_progress WHERE job_id = $1 AND device_id = $2",
+        )
+        .bind(job)
+        .bind(device_id)
+        .fetch_optional(&mut *c)
+        .await?;
+        let software_target = match &payload.0 {
+            Payload::Software { version, .. } => Some(version.clone()),
+            Payload::Config { .. } => None,
+        };
+        let runs = software_target
+            .as_deref()
+            .is_some_and(|v| runs_version(firmware, v));
+        let Some((state, offers, last)) = before else {
+            let state = if runs { "applied" } else { "offered" };
+            sqlx::query(
+                "INSERT INTO job_progress (job_id, device_id, state, offers, first_offered, last_offered, done_at) \
+                 VALUES ($1, $2, $3, 1, $4, $4, $5)",
+            )
+            .bind(job)
+            .bind(device_id)
+            .bind(state)
+            .bind(at)
+            .bind(runs.then_some(at))
+            .execute(&mut *c)
+            .await?;
+            if runs {
+                complete_if_done(c, d, job).await?;
+            }
+            continue;
+        };
+        let window = i64::from(super::phones::policy_of(c, d).await?.check_in_seconds) * 1000;
+        let new_check_in = at - last >= window.max(1);
+        let offers = offers + i32::from(new_check_in);
+        let next = match (state.parse::<Progress>()?, &software_target) {
+            (Progress::Applied, _) => Progress::Applied,
+            (_, Some(_)) if runs => Progress::Applied,
+            (Progress::Offered, None) if new_check_in => Progress::Applied,
+            (Progress::Offered, Some(_)) if offers >= max_offers => Progress::Failed,
+            (p, _) => p,
+        };
+        let changed = next.as_str() != state;
+        sqlx::query(
+            "UPDATE job_progress SET state = $1, offers = $2, last_offered = $3, \
+             done_at = CASE WHEN $4 THEN $3 ELSE done_at END WHERE job_id = $5 AND device_id = $6",
+        )
+        .bind(next.as_str())
+        .bind(offers)
+        .bind(if new_check_in { at } else { last })
+        .bind(changed)
+        .bind(job)
+        .bind(device_id)
+        .execute(&mut *c)
+        .await?;
+        if changed && next == Progress::Failed {
+            event(
+                c,
+                d,
+                "job.failed",
+                json!({"job_id": job, "mac": mac, "offers": offers}),
+            )
+            .await?;
+        }
+        if changed {
+            complete_if_done(c, d, job).await?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl JobStore for SqlStore {
+    async fn create_job(&self, actor: &Actor, d: DomainId, spec: &JobSpec) -> Result<Job> {
+        let mut tx = self.write().await?;
+        let category = match &spec.category {
+            Some(name) => Some(id_of(&mut tx, d, "category", &CATEGORY, name).await?),
+            None => None,
+        };
+        let mut payload = spec.payload.clone();
+        let (kind, sha) = match &mut payload {
+            Payload::Software {
+                firmware: Some(name),
+                sha256,
+                ..
+            } => {
+                let digest: String =
+                    sqlx::query_scalar("SELECT sha256 FROM firmware WHERE name = $1")
+                        .bind(&*name)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| {
+                            provisor_domain::Invalid::new(
+                                "firmware",
+                                format!("there is no firmware file '{name}'; upload it first"),
+                            )
+                        })?;
+                *sha256 = Some(digest.clone());
+                ("software", Some(digest))
+            }
+            Payload::Software { .. } => ("software", None),
+            Payload::Config { .. } => ("config", None),
+        };
+        let t = now();
+        let devices: Vec<String> = spec.devices.iter().map(Mac::to_string).collect();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (domain_id, kind, category_id, models, percent, devices, payload, firmware_sha256, \
+             max_offers, created_at, created_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10) RETURNING id",
+        )
+        .bind(d.0)
+        .bind(kind)
+        .bind(category)
+        .bind(Json(&spec.models))
+        .bind(i32::from(spec.percent))
+        .bind(Json(&devices))
+        .bind(Json(&payload))
+        .bind(sha)
+        .bind(spec.max_offers as i32)
+        .bind(t)
+        .bind(&actor.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let job = job_row(&mut tx, d, id).await?.job()?;
+        audit(
+            &mut tx,
+            actor,
+            "job.create",
+            Some(d),
+            &format!("job {id}"),
+            None,
+            Some(super::json(&job)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn list_jobs(&self, d: DomainId) -> Result<Vec<(Job, ProgressCounts)>> {
+        let mut c = self.pool.acquire().await?;
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "{JOB_SELECT} WHERE j.domain_id = $1 ORDER BY j.id DESC LIMIT 1000"
+        ))
+        .bind(d.0)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let n = counts(&mut c, d, &row).await?;
+            out.push((row.job()?, n));
+        }
+        Ok(out)
+    }
+
+    async fn job(&self, d: DomainId, id: i64) -> Result<(Job, ProgressCounts)> {
+        let mut c = self.pool.acquire().await?;
+        let row = job_row(&mut c, d, id).await?;
+        let n = counts(&mut c, d, &row).await?;
+        Ok((row.job()?, n))
+    }
+
+    async fn job_devices(&self, d: DomainId, id: i64) -> Result<Vec<JobDevice>> {
+        let mut c = self.pool.acquire().await?;
+        job_row(&mut c, d, id).await?;
+        let rows: Vec<(String, String, i32, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT d.mac, p.state, p.offers, p.first_offered, p.last_offered, p.done_at \
+             FROM job_progress p JOIN devices d ON d.id = p.device_id \
+             WHERE p.job_id = $1 AND d.domain_id = $2 ORDER BY d.mac LIMIT 10000",
+        )
+        .bind(id)
+        .bind(d.0)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.into_iter()
+            .map(|(mac, state, offers, first, last, done)| {
+                Ok(JobDevice {
+                    mac: Mac::parse(&mac)?,
+                    state: state.parse()?,
+                    offers: offers as u32,
+                    first_offered: ts(first),
+                    last_offered: ts(last),
+                    done_at: done.map(ts),
+                })
+            })
+            .collect()
+    }
+
+    async fn update_job(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        id: i64,
+        patch: &JobPatch,
+    ) -> Result<Job> {
+        let mut tx = self.write().await?;
+        let before = job_row(&mut tx, d, id).await?.job()?;
+        if before.state == JobState::Cancelled {
+            return Err(StoreError::Conflict(format!(
+                "job {id} is cancelled; make a new one"
+            )));
+        }
+        if patch.percent.is_some() && !before.devices.is_empty() {
+            return Err(provisor_domain::Invalid::new(
+                "percent",
+                "this job is for a list of devices, not a share",
+            )
+            .into());
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = $1, percent = $2, updated_at = $3, \
+             completed_at = CASE WHEN $4 THEN NULL ELSE completed_at END WHERE id = $5",
+        )
+        .bind(patch.state.unwrap_or(before.state).as_str())
+        .bind(i32::from(patch.percent.unwrap_or(before.percent)))
+        .bind(now())
+        // A larger share makes more devices pending again.
+        .bind(patch.percent.is_some_and(|p| p > before.percent))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let after = job_row(&mut tx, d, id).await?.job()?;
+        audit(
+            &mut tx,
+            actor,
+            "job.update",
+            Some(d),
+            &format!("job {id}"),
+            Some(super::json(&before)),
+            Some(super::json(&after)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn set_firmware_pin(
+        &self,
+        actor: &Actor,
+        d: DomainId,
+        mac: Mac,
+        pin: Option<&FirmwarePin>,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE devices SET firmware_pin = $1, updated_at = $2 WHERE domain_id = $3 AND mac = $4",
+        )
+        .bind(pin.map(Json))
+        .bind(now())
+        .bind(d.0)
+        .bind(mac.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("device"));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "device.firmware_pin",
+            Some(d),
+            &mac.to_string(),
+            None,
+            Some(json!({"pin": pin})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn firmware_pin(&self, d: DomainId, mac: Mac) -> Result<Option<FirmwarePin>> {
+        let pin: Option<Option<Json<FirmwarePin>>> = sqlx::query_scalar(
+            "SELECT firmware_pin FROM devices WHERE domain_id = $1 AND mac = $2",
+        )
+        .bind(d.0)
+        .bind(mac.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(pin.ok_or(StoreError::NotFound("device"))?.map(|p| p.0))
+    }
+}
