@@ -4,8 +4,9 @@
 //!
 //! Selection, for one device: among its domain's jobs whose category (none: every
 //! category) and models (none: every model) match it and that target it (an explicit
-//! device list, or the stage: `percent` of devices, chosen by a hash of job and MAC, so
-//! raising the percentage only adds devices), the newest active software job, and the
+//! device list, or the stage: `percent` of the devices it matches, taken in the order of
+//! a hash of job and MAC, so raising the percentage only adds devices, and a device once
+//! offered stays in), the newest active software job, and the
 //! newest active config job of each type. A paused job is kept by the devices it was
 //! already offered to and offered to no one else; a cancelled one is gone, so devices fall
 //! back to the previous match. A device pinned to a firmware gets that and no software job.
@@ -380,7 +381,8 @@ pub struct JobRule {
     pub state: JobState,
     pub category_id: Option<i64>,
     pub models: Vec<String>,
-    pub percent: u8,
+    /// The stage (see `cutoff`).
+    pub cutoff: i64,
     pub devices: Vec<Mac>,
     pub payload: Payload,
     pub max_offers: u32,
@@ -388,21 +390,51 @@ pub struct JobRule {
     pub progress: Option<(Progress, u32)>,
 }
 
-/// Whether `percent` of devices includes `mac` for job `id`: a stable position of the MAC
-/// in 0..10000, so a device stays in as the share grows.
-pub fn in_stage(id: i64, mac: Mac, percent: u8) -> bool {
+/// A device's stable position for job `id` (0 to `i64::MAX`), from a hash of job and MAC.
+pub fn position(id: i64, mac: Mac) -> i64 {
     let h = Sha256::digest(format!("{id}:{mac}").as_bytes());
-    let bucket = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) % 10_000;
-    bucket < u64::from(percent) * 100
+    (u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) >> 1) as i64
+}
+
+/// The stage of a share: devices whose position is below the cutoff are in. With the
+/// devices it matches now, the cutoff takes `percent` of them exactly (rounded); with none,
+/// the same share of all positions. 100 % takes everyone, also devices added later.
+pub fn cutoff(id: i64, percent: u8, matching: &[Mac]) -> i64 {
+    if percent >= 100 {
+        return i64::MAX;
+    }
+    if matching.is_empty() {
+        return (i64::MAX / 100) * i64::from(percent);
+    }
+    let mut positions: Vec<i64> = matching.iter().map(|m| position(id, *m)).collect();
+    positions.sort_unstable();
+    let take = (positions.len() * usize::from(percent) + 50) / 100;
+    match take {
+        0 => 0,
+        n => positions[n - 1] + 1,
+    }
 }
 
 impl JobRule {
-    /// Whether the job is for this device, at all (category, model, stage or list).
-    pub fn targets(&self, mac: Mac, model: &str, category_id: Option<i64>) -> bool {
+    /// Whether the job is for devices like this one (category and model).
+    fn in_scope(&self, model: &str, category_id: Option<i64>) -> bool {
         (self.category_id.is_none() || self.category_id == category_id)
             && (self.models.is_empty() || self.models.iter().any(|m| m.eq_ignore_ascii_case(model)))
+    }
+
+    fn had(&self) -> bool {
+        matches!(
+            self.progress,
+            Some((Progress::Offered | Progress::Applied | Progress::Failed, _))
+        )
+    }
+
+    /// Whether the job is for this device: in scope, and on the list, or in the stage (or
+    /// offered it already: a smaller share takes nothing back).
+    pub fn targets(&self, mac: Mac, model: &str, category_id: Option<i64>) -> bool {
+        self.in_scope(model, category_id)
             && if self.devices.is_empty() {
-                in_stage(self.id, mac, self.percent)
+                self.had() || position(self.id, mac) < self.cutoff
             } else {
                 self.devices.binary_search(&mac).is_ok()
             }
@@ -410,13 +442,9 @@ impl JobRule {
 
     /// Whether the device gets it now: active, or paused and already offered to it.
     fn offered_to(&self, mac: Mac, model: &str, category_id: Option<i64>) -> bool {
-        let had = matches!(
-            self.progress,
-            Some((Progress::Offered | Progress::Applied, _))
-        );
         match self.state {
             JobState::Active => self.targets(mac, model, category_id),
-            JobState::Paused => had && self.targets(mac, model, category_id),
+            JobState::Paused => self.had() && self.targets(mac, model, category_id),
             JobState::Cancelled => false,
         }
     }

@@ -9,6 +9,8 @@ CREATE TABLE jobs (
     category_id     BIGINT REFERENCES categories(id) ON DELETE CASCADE,
     models          JSONB NOT NULL DEFAULT '[]',
     percent         INTEGER NOT NULL CHECK (percent BETWEEN 1 AND 100),
+    -- devices whose position (provisor_domain::job::position) is below it are in the stage
+    stage_cutoff    BIGINT NOT NULL,
     devices         JSONB NOT NULL DEFAULT '[]',
     -- the snapshot of what it delivers (provisor_domain::job::Payload)
     payload         JSONB NOT NULL,

@@ -20,7 +20,7 @@ use super::codes::event;
 use super::directory::{CATEGORY, id_of};
 use super::{Conn, SqlStore, audit, now, ts};
 
-const JOB_SELECT: &str = "SELECT j.id, j.state, j.category_id, c.name AS category, j.models, j.percent, j.devices, \
+const JOB_SELECT: &str = "SELECT j.id, j.state, j.category_id, c.name AS category, j.models, j.percent, j.stage_cutoff, j.devices, \
      j.payload, j.max_offers, j.created_at, j.created_by, j.updated_at, j.completed_at \
      FROM jobs j LEFT JOIN categories c ON c.id = j.category_id";
 
@@ -32,6 +32,7 @@ struct JobRow {
     category: Option<String>,
     models: Json<Vec<String>>,
     percent: i32,
+    stage_cutoff: i64,
     devices: Json<Vec<String>>,
     payload: Json<Payload>,
     max_offers: i32,
@@ -57,7 +58,7 @@ impl JobRow {
             state: self.state.parse()?,
             category_id: self.category_id,
             models: self.models.0.clone(),
-            percent: self.percent as u8,
+            cutoff: self.stage_cutoff,
             devices: self.macs()?,
             payload: self.payload.0.clone(),
             max_offers: self.max_offers as u32,
@@ -112,6 +113,29 @@ pub(super) async fn rules_for(
     }
     rows.iter()
         .map(|r| r.rule(by_job.get(&r.id).copied()))
+        .collect()
+}
+
+/// The MACs of the devices a job of this scope matches now (for its stage).
+async fn matching(
+    c: &mut Conn,
+    d: DomainId,
+    category_id: Option<i64>,
+    models: &[String],
+) -> Result<Vec<Mac>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT mac, model FROM devices WHERE domain_id = $1 AND ($2 OR category_id = $3)",
+    )
+    .bind(d.0)
+    .bind(category_id.is_none())
+    .bind(category_id.unwrap_or(0))
+    .fetch_all(&mut *c)
+    .await?;
+    rows.into_iter()
+        .filter(|(_, model)| {
+            models.is_empty() || models.iter().any(|m| m.eq_ignore_ascii_case(model))
+        })
+        .map(|(mac, _)| Ok(Mac::parse(&mac)?))
         .collect()
 }
 
@@ -312,9 +336,9 @@ impl JobStore for SqlStore {
         let t = now();
         let devices: Vec<String> = spec.devices.iter().map(Mac::to_string).collect();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (domain_id, kind, category_id, models, percent, devices, payload, firmware_sha256, \
-             max_offers, created_at, created_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10) RETURNING id",
+            "INSERT INTO jobs (domain_id, kind, category_id, models, percent, stage_cutoff, devices, payload, \
+             firmware_sha256, max_offers, created_at, created_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $11, $10) RETURNING id",
         )
         .bind(d.0)
         .bind(kind)
@@ -329,6 +353,13 @@ impl JobStore for SqlStore {
         .bind(&actor.0)
         .fetch_one(&mut *tx)
         .await?;
+        // The stage needs the id (positions are per job).
+        let macs = matching(&mut tx, d, category, &spec.models).await?;
+        sqlx::query("UPDATE jobs SET stage_cutoff = $1 WHERE id = $2")
+            .bind(provisor_domain::job::cutoff(id, spec.percent, &macs))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let job = job_row(&mut tx, d, id).await?.job()?;
         audit(
             &mut tx,
@@ -401,7 +432,21 @@ impl JobStore for SqlStore {
         patch: &JobPatch,
     ) -> Result<Job> {
         let mut tx = self.write().await?;
-        let before = job_row(&mut tx, d, id).await?.job()?;
+        let row = job_row(&mut tx, d, id).await?;
+        let cutoff = match patch.percent {
+            Some(p) => {
+                let macs = matching(&mut tx, d, row.category_id, &row.models.0).await?;
+                let fresh = provisor_domain::job::cutoff(id, p, &macs);
+                // Raising never takes a device out (the population may have changed).
+                if i32::from(p) > row.percent {
+                    fresh.max(row.stage_cutoff)
+                } else {
+                    fresh
+                }
+            }
+            None => row.stage_cutoff,
+        };
+        let before = row.job()?;
         if before.state == JobState::Cancelled {
             return Err(StoreError::Conflict(format!(
                 "job {id} is cancelled; make a new one"
@@ -415,7 +460,7 @@ impl JobStore for SqlStore {
             .into());
         }
         sqlx::query(
-            "UPDATE jobs SET state = $1, percent = $2, updated_at = $3, \
+            "UPDATE jobs SET state = $1, percent = $2, stage_cutoff = $6, updated_at = $3, \
              completed_at = CASE WHEN $4 THEN NULL ELSE completed_at END WHERE id = $5",
         )
         .bind(patch.state.unwrap_or(before.state).as_str())
@@ -424,6 +469,7 @@ impl JobStore for SqlStore {
         // A larger share makes more devices pending again.
         .bind(patch.percent.is_some_and(|p| p > before.percent))
         .bind(id)
+        .bind(cutoff)
         .execute(&mut *tx)
         .await?;
         let after = job_row(&mut tx, d, id).await?.job()?;

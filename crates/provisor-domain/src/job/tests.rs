@@ -15,7 +15,7 @@ fn software(id: i64, version: &str) -> JobRule {
         state: JobState::Active,
         category_id: Some(1),
         models: Vec::new(),
-        percent: 100,
+        cutoff: i64::MAX,
         devices: Vec::new(),
         payload: Payload::Software {
             firmware: None,
@@ -117,20 +117,42 @@ fn jobs_validate_by_kind() {
 }
 
 #[test]
-fn stages_are_stable_and_grow() {
+fn stages_take_the_share_exactly_and_grow() {
     let macs: Vec<Mac> = (0..4000u32)
         .map(|i| mac(&format!("0015650{i:05x}")))
         .collect();
-    let count = |p| macs.iter().filter(|m| in_stage(7, **m, p)).count();
-    let (ten, fifty) = (count(10), count(50));
-    assert!((300..=500).contains(&ten), "about 10 %: {ten}");
-    assert!((1800..=2200).contains(&fifty), "about 50 %: {fifty}");
+    let count = |p| {
+        let c = cutoff(7, p, &macs);
+        macs.iter().filter(|m| position(7, **m) < c).count()
+    };
+    assert_eq!(count(10), 400);
+    assert_eq!(count(25), 1000);
     assert_eq!(count(100), macs.len());
-    for m in &macs {
-        if in_stage(7, *m, 10) {
-            assert!(in_stage(7, *m, 50), "raising the share keeps {m} in");
-        }
-    }
+    let (ten, fifty) = (cutoff(7, 10, &macs), cutoff(7, 50, &macs));
+    assert!(ten <= fifty, "raising the share keeps everyone in");
+    // 1 % of 30 devices rounds to none; of 50 to one.
+    assert_eq!(
+        macs[..30]
+            .iter()
+            .filter(|m| position(7, **m) < cutoff(7, 1, &macs[..30]))
+            .count(),
+        0
+    );
+    assert_eq!(
+        macs[..50]
+            .iter()
+            .filter(|m| position(7, **m) < cutoff(7, 1, &macs[..50]))
+            .count(),
+        1
+    );
+    // Without devices yet, the same share of positions.
+    assert_eq!(cutoff(7, 50, &[]), (i64::MAX / 100) * 50);
+    // Once offered, a device stays in when the share shrinks.
+    let mut r = software(7, "1");
+    r.cutoff = 0;
+    assert!(!r.targets(macs[0], "T54W", Some(1)));
+    r.progress = Some((Progress::Offered, 1));
+    assert!(r.targets(macs[0], "T54W", Some(1)));
 }
 
 #[test]
