@@ -28,6 +28,7 @@ impl Device {
                 format!("Yealink SIP-T54W {version} {}", colons.join(":"))
             }
             "cisco-mpp" => format!("Cisco-CP-8851-3PCC/{version} ({})", self.mac),
+            "fanvil" => format!("Fanvil X5U {version} {}", self.mac),
             _ => format!(
                 "Mozilla/4.0 (compatible; snomD785-SIP {version} 1.1.5-IFX-05.01.12 {})",
                 self.mac.to_uppercase()
@@ -39,6 +40,7 @@ impl Device {
         match self.vendor {
             "yealink" => format!("{}.cfg", self.mac),
             "cisco-mpp" => format!("{}.xml", self.mac),
+            "fanvil" => format!("{}.cfg", self.mac),
             _ => format!("{}.xml", self.mac.to_uppercase()),
         }
     }
@@ -121,6 +123,10 @@ fn firmware_of(config: &str) -> Option<String> {
                     .or_else(|| {
                         l.strip_prefix("<Upgrade_Rule ua=\"na\">")
                             .and_then(|r| r.strip_suffix("</Upgrade_Rule>"))
+                    })
+                    .or_else(|| {
+                        l.strip_prefix("<Auto_Image_URL>")
+                            .and_then(|r| r.strip_suffix("</Auto_Image_URL>"))
                     })
                     .map(str::to_owned)
             })
@@ -411,6 +417,23 @@ async fn snapshot(app: TestApp) {
         .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.text().await.unwrap(), "firmware one");
+    // A Fanvil phone gets the same snapshot.
+    let fanvil = app
+        .create_device(
+            DOMAIN,
+            json!({"mac": "0c383eaabb07", "vendor": "fanvil", "model": "X5U", "category": "Desk"}),
+        )
+        .await;
+    let fanvil = Device {
+        vendor: "fanvil",
+        mac: "0c383eaabb07".into(),
+        url: fanvil["provisioning"]["url"].as_str().unwrap().to_owned(),
+    };
+    let fanvil_url = firmware_of(&fanvil.check_in(&app, "2.12.16.17").await).unwrap();
+    assert!(
+        fanvil_url.contains("/firmware/t54w.rom?sha256="),
+        "{fanvil_url}"
+    );
     // Another digest, or another device's token: nothing.
     let wrong = url.split("sha256=").next().unwrap().to_owned() + "sha256=" + &"0".repeat(64);
     assert_eq!(app.client.get(&wrong).send().await.unwrap().status(), 404);
