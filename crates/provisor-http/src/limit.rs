@@ -68,39 +68,81 @@ impl Limiter {
 
     /// Counts a failure of `key`; true if it is now locked.
     pub fn fail(&self, key: &str, limit: Limit) -> bool {
-        let now = Instant::now();
-        let mut entries = self.entries();
-        if entries.len() >= PRUNE_AT {
-            entries.retain(|_, e| {
-                now.duration_since(e.since) < limit.window
-                    || e.locked_until.is_some_and(|u| u > now)
-            });
-        }
-        let e = entries.entry(key.to_owned()).or_insert(Entry {
+        count(&mut self.entries(), key, limit, Instant::now())
+    }
+}
+
+fn count(entries: &mut HashMap<String, Entry>, key: &str, limit: Limit, now: Instant) -> bool {
+    if entries.len() >= PRUNE_AT {
+        entries.retain(|_, e| {
+            now.duration_since(e.since) < limit.window || e.locked_until.is_some_and(|u| u > now)
+        });
+    }
+    let e = entries.entry(key.to_owned()).or_insert(Entry {
+        since: now,
+        failures: 0,
+        locked_until: None,
+    });
+    if now.duration_since(e.since) >= limit.window && e.locked_until.is_none_or(|u| u <= now) {
+        *e = Entry {
             since: now,
             failures: 0,
             locked_until: None,
-        });
-        if now.duration_since(e.since) >= limit.window && e.locked_until.is_none_or(|u| u <= now) {
-            *e = Entry {
-                since: now,
-                failures: 0,
-                locked_until: None,
-            };
-        }
-        e.failures += 1;
-        if e.failures >= limit.failures {
-            e.locked_until = Some(now + limit.lockout);
-            e.failures = 0;
-            e.since = now;
-            true
-        } else {
-            false
-        }
+        };
+    }
+    e.failures += 1;
+    if e.failures >= limit.failures {
+        e.locked_until = Some(now + limit.lockout);
+        e.failures = 0;
+        e.since = now;
+        true
+    } else {
+        false
     }
 }
 
 impl Limiter {
+    /// An attempt that counts against every key ahead of its check: all keys checked and
+    /// counted under one lock, so attempts at the same moment cannot slip past together.
+    /// The lockout left if a key is locked (nothing counted then), else what each `fail`
+    /// returned (for `refund`).
+    pub fn attempt(&self, keys: &[(String, Limit)]) -> Result<Vec<bool>, Duration> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        let locked = keys.iter().find_map(|(k, _)| {
+            entries
+                .get(k)
+                .and_then(|e| e.locked_until)
+                .and_then(|u| u.checked_duration_since(now))
+                .filter(|d| !d.is_zero())
+        });
+        if let Some(wait) = locked {
+            return Err(wait);
+        }
+        Ok(keys
+            .iter()
+            .map(|(k, l)| count(&mut entries, k, *l, now))
+            .collect())
+    }
+
+    /// Remembers `key` for `ttl` (a peer that proved itself, say); `remembered` tells.
+    /// Shares the map (and its pruning) with the failure counts; use keys of their own.
+    pub fn remember(&self, key: &str, ttl: Duration) {
+        let now = Instant::now();
+        self.entries().insert(
+            key.to_owned(),
+            Entry {
+                since: now,
+                failures: 0,
+                locked_until: Some(now + ttl),
+            },
+        );
+    }
+
+    pub fn remembered(&self, key: &str) -> bool {
+        self.locked(key).is_some()
+    }
+
     /// Takes back a failure counted ahead (`fail` before a slow check that then
     /// succeeded); `locking`: what that `fail` returned.
     pub fn refund(&self, key: &str, limit: Limit, locking: bool) {

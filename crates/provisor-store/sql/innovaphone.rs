@@ -362,7 +362,8 @@ impl InnovaphoneStore for SqlStore {
                 }
                 sqlx::query(
                     "UPDATE devices SET user_id = $1, category_id = COALESCE($2, category_id), \
-                     updated_at = $3 WHERE id = $4",
+                     updated_at = $3 WHERE id = $4 \
+                     AND (user_id IS DISTINCT FROM $1 OR category_id IS DISTINCT FROM COALESCE($2, category_id))",
                 )
                 .bind(user_id)
                 .bind(category_id)
@@ -392,7 +393,8 @@ impl InnovaphoneStore for SqlStore {
         sqlx::query(
             "INSERT INTO innovaphone_devices (device_id, domain_id, kind, hwid, updated_at) \
              VALUES ($1, $2, 'pbx-phone', $3, $4) \
-             ON CONFLICT (device_id) DO UPDATE SET hwid = excluded.hwid, updated_at = excluded.updated_at",
+             ON CONFLICT (device_id) DO UPDATE SET hwid = excluded.hwid, updated_at = excluded.updated_at \
+             WHERE innovaphone_devices.hwid <> excluded.hwid",
         )
         .bind(device_id)
         .bind(d.0)
@@ -471,7 +473,9 @@ impl InnovaphoneStore for SqlStore {
             "UPDATE devices SET model = CASE WHEN $1 = '' THEN model ELSE $1 END, \
              firmware = CASE WHEN $2 = '' THEN firmware ELSE $2 END, \
              first_contact = COALESCE(first_contact, $3), last_contact = $3, \
-             last_ip = COALESCE($4, last_ip) WHERE domain_id = $5 AND mac = $6 RETURNING id",
+             last_ip = COALESCE($4, last_ip) WHERE domain_id = $5 AND mac = $6 \
+             AND EXISTS (SELECT 1 FROM innovaphone_devices i WHERE i.device_id = devices.id AND i.kind = 'sysclient') \
+             RETURNING id",
         )
         .bind(&report.product)
         .bind(&report.version)

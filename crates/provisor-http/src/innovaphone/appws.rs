@@ -16,9 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{
-    End, Incoming, LOGIN_WITHIN, POLICY, PROTOCOL, accept, answer, close, failed, locked, next,
-};
+use super::{Attempt, End, Incoming, LOGIN_WITHIN, POLICY, PROTOCOL, accept, answer, close, next};
 use crate::AppState;
 use crate::net::Peer;
 
@@ -42,6 +40,18 @@ pub(super) async fn upgrade(
     accept(ws, move |socket| async move { c.run(socket).await })
 }
 
+/// A field read as text whatever its JSON type (a number as its digits, `null` as empty),
+/// so a message with an odd field is answered with a refusal rather than dropped.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => String::new(),
+    })
+}
+
 /// Every field any message here carries; absent ones are empty.
 #[derive(Deserialize)]
 struct Msg<'a> {
@@ -50,36 +60,36 @@ struct Msg<'a> {
     #[serde(default)]
     src: Option<Value>,
     // AppLogin
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     app: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     domain: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     sip: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     guid: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     dn: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     digest: String,
     #[serde(default, borrow)]
     info: Option<&'a RawValue>,
     // ProvisioningPhone
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     mac: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     code: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     hwid: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     usename: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     cn: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     seed1: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     password: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     dns: String,
 }
 
@@ -142,7 +152,8 @@ impl Connection {
                 return;
             };
             let (reply, end) = self.handle(&msg).await;
-            if !answer(&mut socket, reply.into_iter().collect(), end).await {
+            let pending = self.session.is_none().then_some(deadline);
+            if !answer(&mut socket, reply.into_iter().collect(), end, pending).await {
                 return;
             }
         }
@@ -196,15 +207,10 @@ impl Connection {
         let Some(challenge) = self.challenge.take() else {
             return refused("ask for a challenge first");
         };
-        if let Some(wait) = locked(&self.st, &self.ip, &self.domain) {
-            tracing::info!(
-                ip = self.ip,
-                domain = self.domain,
-                wait_seconds = wait.as_secs(),
-                "AppLogin not tried: too many failures"
-            );
+        let attempt = Attempt::new(&self.st, &self.ip, &self.domain, "appwebsocket");
+        let Ok(counted) = attempt.count() else {
             return refused("too many failed logins; try again later");
-        }
+        };
         let domain = match self.st.store.innovaphone_domain(&self.domain).await {
             Ok(d) => d,
             Err(e) => {
@@ -235,16 +241,10 @@ impl Connection {
             inno::digest_matches(&expected, &m.digest).then_some((d, password))
         });
         let Some((domain, password)) = good else {
-            failed(
-                &self.st,
-                &self.ip,
-                &self.domain,
-                "appwebsocket",
-                "wrong digest",
-            )
-            .await;
+            attempt.failed("wrong digest").await;
             return refused("the login is not correct");
         };
+        attempt.succeeded(counted);
         tracing::info!(
             ip = self.ip,
             domain = domain.name,
@@ -285,7 +285,8 @@ impl Connection {
             return refuse("invalid-mac", "mac is not a MAC address");
         };
         let password = match inno::decrypt(&m.seed1, session.key.expose(), &m.password) {
-            Ok(p) if !p.is_empty() => p,
+            // RC4 has no integrity check: a wrong key shows as bytes that are no text.
+            Ok(p) if !p.is_empty() && !p.expose().chars().any(char::is_control) => p,
             _ => {
                 return refuse(
                     "undecryptable",

@@ -4,8 +4,11 @@
 //! endpoint innovaphone devices register at (`/{domain}/devices/sysclients`, `sysclient`).
 //!
 //! Both accept the WebSocket for any domain name and refuse later, the same way whether
-//! the domain exists or not. Wrong digests count against the source address's budget of
-//! guesses (shared with codes and portal logins) and against the domain.
+//! the domain exists or not. Logins are counted ahead of their check (and taken back when
+//! they succeed) against the source address's budget of guesses (shared with codes and
+//! portal logins) and, for addresses that have not logged in there in the last day, the
+//! endpoint's budget for the domain. Before a peer proves itself, everything it does
+//! (reads and writes) ends at the 30 s deadline.
 
 mod appws;
 mod sysclient;
@@ -30,51 +33,106 @@ pub fn router(app_path: &str) -> Router<AppState> {
         .route("/{domain}/devices/sysclients", get(sysclient::upgrade))
 }
 
-/// The failure-limit keys of a peer at `ip` trying domain `domain`.
-fn keys(ip: &str, domain: &str) -> [String; 2] {
-    [
-        format!("guess-ip:{ip}"),
-        format!("innovaphone-domain:{}", domain.to_ascii_lowercase()),
-    ]
+/// How long an address that logged in stays exempt from its domain's lock.
+const TRUSTED_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// One endpoint's login attempt by `ip` at `domain`, for the failure limits: the address's
+/// budget (shared with codes and portal logins) and, unless the address logged in here
+/// before, the endpoint's budget for the domain, so guesses spread over many addresses are
+/// limited but cannot lock out the PBX (or devices) that logged in before.
+struct Attempt<'a> {
+    st: &'a AppState,
+    ip: String,
+    domain: String,
+    endpoint: &'static str,
 }
 
-fn limits(st: &AppState) -> [Limit; 2] {
-    let l = st.phones.options().code_limits;
-    [l.per_ip, l.per_domain]
-}
+/// Failures counted ahead of a check (so attempts at the same moment all count), taken
+/// back if it succeeds.
+struct Counted(Vec<(String, Limit, bool)>);
 
-/// How much longer this peer's logins are refused, if they are.
-fn locked(st: &AppState, ip: &str, domain: &str) -> Option<Duration> {
-    let limiter = st.phones.limiter();
-    keys(ip, domain).iter().find_map(|k| limiter.locked(k))
-}
-
-/// Counts a failed login and audits it.
-async fn failed(st: &AppState, ip: &str, domain: &str, what: &str, reason: &str) {
-    let limiter = st.phones.limiter();
-    let mut now_locked = false;
-    for (key, limit) in keys(ip, domain).iter().zip(limits(st)) {
-        now_locked |= limiter.fail(key, limit);
-    }
-    tracing::info!(
-        ip,
-        domain,
-        what,
-        reason,
-        locked = now_locked,
-        "an innovaphone login was refused"
-    );
-    let audit = st
-        .store
-        .record_audit(
-            &provisor_domain::model::Actor(format!("innovaphone:{ip}")),
-            "innovaphone.refused",
+impl<'a> Attempt<'a> {
+    fn new(st: &'a AppState, ip: &str, domain: &str, endpoint: &'static str) -> Self {
+        let domain: String = domain.to_ascii_lowercase().chars().take(100).collect();
+        Self {
+            st,
+            ip: ip.to_owned(),
             domain,
-            serde_json::json!({"ip": ip, "endpoint": what, "reason": reason}),
-        )
-        .await;
-    if let Err(e) = audit {
-        tracing::warn!(error = %e, "a refused innovaphone login could not be audited");
+            endpoint,
+        }
+    }
+
+    fn trusted_key(&self) -> String {
+        format!("{}-ok:{}:{}", self.endpoint, self.domain, self.ip)
+    }
+
+    fn keys(&self) -> Vec<(String, Limit)> {
+        let limits = self.st.phones.options().code_limits;
+        let mut keys = vec![(format!("guess-ip:{}", self.ip), limits.per_ip)];
+        if !self.st.phones.limiter().remembered(&self.trusted_key()) {
+            keys.push((
+                format!("{}-domain:{}", self.endpoint, self.domain),
+                limits.per_domain,
+            ));
+        }
+        keys
+    }
+
+    /// Counts the attempt ahead, or how long attempts are refused.
+    fn count(&self) -> Result<Counted, Duration> {
+        let keys = self.keys();
+        match self.st.phones.limiter().attempt(&keys) {
+            Ok(locking) => Ok(Counted(
+                keys.into_iter()
+                    .zip(locking)
+                    .map(|((k, l), locking)| (k, l, locking))
+                    .collect(),
+            )),
+            Err(wait) => {
+                tracing::info!(
+                    ip = self.ip,
+                    domain = self.domain,
+                    endpoint = self.endpoint,
+                    wait_seconds = wait.as_secs(),
+                    "innovaphone login not tried: too many failures"
+                );
+                Err(wait)
+            }
+        }
+    }
+
+    /// The check succeeded: the failures counted ahead are taken back, and the address is
+    /// exempt from the domain's lock for a day.
+    fn succeeded(&self, counted: Counted) {
+        let limiter = self.st.phones.limiter();
+        for (k, l, locking) in counted.0 {
+            limiter.refund(&k, l, locking);
+        }
+        limiter.remember(&self.trusted_key(), TRUSTED_FOR);
+    }
+
+    /// The check failed (its failures stay counted): logged and audited.
+    async fn failed(&self, reason: &str) {
+        tracing::info!(
+            ip = self.ip,
+            domain = self.domain,
+            endpoint = self.endpoint,
+            reason,
+            "an innovaphone login was refused"
+        );
+        let audit = self
+            .st
+            .store
+            .record_audit(
+                &provisor_domain::model::Actor(format!("innovaphone:{}", self.ip)),
+                "innovaphone.refused",
+                &self.domain,
+                serde_json::json!({"ip": self.ip, "endpoint": self.endpoint, "reason": reason}),
+            )
+            .await;
+        if let Err(e) = audit {
+            tracing::warn!(error = %e, "a refused innovaphone login could not be audited");
+        }
     }
 }
 
@@ -109,7 +167,8 @@ async fn next(socket: &mut WebSocket, deadline: Option<tokio::time::Instant>) ->
             Some(deadline) => match tokio::time::timeout_at(deadline, socket.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    close(socket, POLICY, "log in first").await;
+                    let bye = close(socket, POLICY, "log in first");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
                     return None;
                 }
             },
@@ -123,19 +182,34 @@ async fn next(socket: &mut WebSocket, deadline: Option<tokio::time::Instant>) ->
     }
 }
 
-/// Sends the answers, then closes if `end` says so; whether the connection goes on.
-async fn answer(socket: &mut WebSocket, replies: Vec<Message>, end: End) -> bool {
-    for reply in replies {
-        if socket.send(reply).await.is_err() {
-            return false;
+/// Sends the answers, then closes if `end` says so; whether the connection goes on. Before
+/// the peer proved itself (`deadline`), a peer that does not read is dropped at the
+/// deadline too.
+async fn answer(
+    socket: &mut WebSocket,
+    replies: Vec<Message>,
+    end: End,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    let send = async {
+        for reply in replies {
+            if socket.send(reply).await.is_err() {
+                return false;
+            }
         }
-    }
-    match end {
-        Some((code, reason)) => {
-            close(socket, code, reason).await;
-            false
+        match end {
+            Some((code, reason)) => {
+                close(socket, code, reason).await;
+                false
+            }
+            None => true,
         }
-        None => true,
+    };
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, send)
+            .await
+            .unwrap_or(false),
+        None => send.await,
     }
 }
 

@@ -9,8 +9,11 @@
 //!   password, and for a non-innovaphone device (`other`) an empty configuration (0x0006,
 //!   `last`). What it reported (product, version, interfaces) is kept on its device.
 //!
-//! Anything else (a bad frame, a wrong digest, an unknown device without a code) closes the
-//! connection; nothing is written.
+//! An Identify without a code or digest gets a challenge whether the device is known or not
+//! (and whether the domain exists), so devices cannot be listed; a digest is then checked
+//! under the failure limits (counted ahead). Every refusal closes the connection with the
+//! same reason, "not registered"; a bad frame with "not a sysclient message". Once proven,
+//! a connection speaks for its own MAC only. Nothing is written on a refusal.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
@@ -26,8 +29,8 @@ use provisor_store::InnovaphoneDomain;
 use serde_json::json;
 
 use super::{
-    End, Incoming, LOGIN_WITHIN, POLICY, PROTOCOL, SERVER_ERROR, accept, answer, close, failed,
-    locked, next,
+    Attempt, End, Incoming, LOGIN_WITHIN, POLICY, PROTOCOL, SERVER_ERROR, accept, answer, close,
+    next,
 };
 use crate::AppState;
 use crate::net::Peer;
@@ -45,7 +48,7 @@ pub(super) async fn upgrade(
         ip,
         domain,
         challenge: None,
-        proven: false,
+        proven: None,
     };
     accept(ws, move |socket| async move { c.run(socket).await })
 }
@@ -54,10 +57,14 @@ struct Connection {
     st: AppState,
     ip: std::net::IpAddr,
     domain: String,
-    /// The challenge sent to a known device, until it answers.
+    /// The challenge sent for a MAC, until it is answered (one per connection).
     challenge: Option<(Mac, String)>,
-    proven: bool,
+    /// The MAC this connection proved to be.
+    proven: Option<Mac>,
 }
+
+/// The one answer to every refusal, so a refusal tells nothing of domains or devices.
+const REFUSED: End = Some((POLICY, "not registered"));
 
 fn send(kind: u16, body: serde_json::Value) -> Message {
     Message::Binary(inno::admin_frame(kind, &body).into())
@@ -67,7 +74,7 @@ impl Connection {
     async fn run(&mut self, mut socket: WebSocket) {
         let deadline = tokio::time::Instant::now() + LOGIN_WITHIN;
         loop {
-            let pending = (!self.proven).then_some(deadline);
+            let pending = self.proven.is_none().then_some(deadline);
             let bytes = match next(&mut socket, pending).await {
                 Some(Incoming::Binary(b)) => b,
                 Some(Incoming::Text(_)) => {
@@ -82,17 +89,18 @@ impl Connection {
                     json,
                 }) => match serde_json::from_slice::<Identify>(json) {
                     Ok(identify) => self.identify(&identify).await,
-                    Err(_) => (Vec::new(), Some((PROTOCOL, "Identify is not valid JSON"))),
+                    Err(_) => (Vec::new(), Some((PROTOCOL, "not a sysclient message"))),
                 },
                 // Tunnel traffic and other admin messages of a proven device are not used.
-                Ok(_) if self.proven => (Vec::new(), None),
-                Ok(_) => (Vec::new(), Some((POLICY, "identify first"))),
+                Ok(_) if self.proven.is_some() => (Vec::new(), None),
+                Ok(_) => (Vec::new(), REFUSED),
                 Err(e) => {
                     tracing::info!(ip = %self.ip, error = %e, "a sysclient frame was refused");
                     (Vec::new(), Some((PROTOCOL, "not a sysclient message")))
                 }
             };
-            if !answer(&mut socket, replies, end).await {
+            let pending = self.proven.is_none().then_some(deadline);
+            if !answer(&mut socket, replies, end, pending).await {
                 return;
             }
         }
@@ -100,21 +108,47 @@ impl Connection {
 
     async fn identify(&mut self, id: &Identify) -> (Vec<Message>, End) {
         let Ok(mac) = Mac::parse(&id.id) else {
-            return (Vec::new(), Some((PROTOCOL, "id is not a MAC address")));
+            return (Vec::new(), Some((PROTOCOL, "not a sysclient message")));
         };
-        if self.proven {
-            // A proven device may tell of changes (a new firmware, interfaces).
+        if let Some(proven) = self.proven {
+            // A proven device may tell of changes (a new firmware), of itself only.
+            if proven != mac {
+                tracing::info!(ip = %self.ip, %proven, claimed = %mac, "a sysclient spoke for another MAC");
+                return (Vec::new(), REFUSED);
+            }
             return (Vec::new(), self.seen(mac, id).await);
         }
-        let ip = self.ip.to_string();
-        if let Some(wait) = locked(&self.st, &ip, &self.domain) {
-            tracing::info!(
-                ip,
-                wait_seconds = wait.as_secs(),
-                "sysclient not tried: too many failures"
-            );
-            return (Vec::new(), Some((POLICY, "too many failures")));
+        let outstanding = self.challenge.take();
+        match (outstanding, &id.digest, &id.provisioning_code) {
+            (Some((m, challenge)), Some(digest), _) if m == mac => {
+                self.prove(mac, id, &challenge, digest).await
+            }
+            // One challenge per connection.
+            (Some(_), _, _) => (Vec::new(), REFUSED),
+            (None, _, Some(code)) => self.join(mac, id, code).await,
+            (None, _, None) => {
+                // Known or not, the same challenge.
+                let challenge = inno::challenge();
+                let reply = send(admin::CHALLENGE, json!({"challenge": challenge}));
+                self.challenge = Some((mac, challenge));
+                (vec![reply], None)
+            }
         }
+    }
+
+    /// Checks the digest answering our challenge.
+    async fn prove(
+        &mut self,
+        mac: Mac,
+        id: &Identify,
+        challenge: &str,
+        digest: &str,
+    ) -> (Vec<Message>, End) {
+        let ip = self.ip.to_string();
+        let attempt = Attempt::new(&self.st, &ip, &self.domain, "sysclient");
+        let Ok(counted) = attempt.count() else {
+            return (Vec::new(), REFUSED);
+        };
         let store = self.st.store.as_ref();
         let domain = match store.innovaphone_domain(&self.domain).await {
             Ok(d) => d,
@@ -122,68 +156,41 @@ impl Connection {
         };
         let known = match &domain {
             Some(d) => match store.sysclient(d.id, mac).await {
-                Ok(known) => known,
+                Ok(known) => known.map(|k| (d, k)),
                 Err(e) => return unavailable(e),
             },
             None => None,
         };
-        match (domain, known) {
-            (Some(d), Some(known)) => {
-                let answer = match (&self.challenge, &id.digest) {
-                    (Some((m, challenge)), Some(digest)) if *m == mac => {
-                        let expected = inno::sysclient_digest(
-                            &id.id,
-                            &id.product,
-                            &id.version,
-                            challenge,
-                            known.password.expose(),
-                        );
-                        Some(inno::digest_matches(&expected, digest))
-                    }
-                    _ => None,
-                };
-                match answer {
-                    None => {
-                        let challenge = inno::challenge();
-                        let reply = send(admin::CHALLENGE, json!({"challenge": challenge}));
-                        self.challenge = Some((mac, challenge));
-                        (vec![reply], None)
-                    }
-                    Some(false) => {
-                        failed(&self.st, &ip, &self.domain, "sysclient", "wrong digest").await;
-                        (Vec::new(), Some((POLICY, "wrong digest")))
-                    }
-                    Some(true) => {
-                        self.challenge = None;
-                        if let Some(end) = self.seen(mac, id).await {
-                            return (Vec::new(), Some(end));
-                        }
-                        self.proven = true;
-                        tracing::info!(domain = d.name, %mac, "sysclient connected");
-                        (welcome(&d, &known.password, id.other), None)
-                    }
-                }
-            }
-            (domain, _) => match (&id.provisioning_code, domain) {
-                (Some(code), Some(d)) => self.join(&d, mac, id, code).await,
-                (Some(_), None) => {
-                    // A code at an unknown domain counts as a wrong code.
-                    failed(&self.st, &ip, &self.domain, "sysclient", "unknown domain").await;
-                    (Vec::new(), Some((POLICY, "not registered")))
-                }
-                (None, _) => (Vec::new(), Some((POLICY, "not registered"))),
-            },
+        let good = known.filter(|(_, k)| {
+            let expected = inno::sysclient_digest(
+                &id.id,
+                &id.product,
+                &id.version,
+                challenge,
+                k.password.expose(),
+            );
+            inno::digest_matches(&expected, digest)
+        });
+        let Some((d, known)) = good else {
+            attempt.failed("wrong digest").await;
+            return (Vec::new(), REFUSED);
+        };
+        attempt.succeeded(counted);
+        if let Some(end) = self.seen(mac, id).await {
+            return (Vec::new(), Some(end));
         }
+        self.proven = Some(mac);
+        tracing::info!(domain = d.name, %mac, "sysclient connected");
+        (welcome(d, &known.password, id.other), None)
     }
 
-    /// A new device redeems a code of this domain.
-    async fn join(
-        &mut self,
-        d: &InnovaphoneDomain,
-        mac: Mac,
-        id: &Identify,
-        code: &str,
-    ) -> (Vec<Message>, End) {
+    /// A device redeems a code of this domain (a code at a domain that does not exist, or
+    /// of another domain, is refused and counted like a wrong one, and stays live).
+    async fn join(&mut self, mac: Mac, id: &Identify, code: &str) -> (Vec<Message>, End) {
+        let domain = match self.st.store.innovaphone_domain(&self.domain).await {
+            Ok(d) => d,
+            Err(e) => return unavailable(e),
+        };
         let password = inno::sysclient_password();
         let report = SysclientReport::from(id);
         let redemption = Redemption {
@@ -191,7 +198,11 @@ impl Connection {
             firmware: report.version.clone(),
             ip: Some(self.ip),
             vendor: "innovaphone".into(),
-            within: Some(d.id),
+            within: Some(
+                domain
+                    .as_ref()
+                    .map_or(provisor_domain::model::DomainId(-1), |d| d.id),
+            ),
             sysclient: Some(SysclientJoin {
                 password: password.clone(),
                 report,
@@ -205,17 +216,19 @@ impl Connection {
             .await
         {
             Ok(CodeOutcome::Redeemed(r)) => {
+                let Some(d) = domain else {
+                    return unavailable("a code redeemed at no domain");
+                };
                 tracing::info!(domain = r.domain_name, %mac, "sysclient joined with a provisioning code");
-                self.proven = true;
+                self.proven = Some(mac);
                 let mut replies = vec![send(
                     admin::PASSWORD,
                     json!({"password": password.expose()}),
                 )];
-                replies.extend(welcome(d, &password, id.other));
+                replies.extend(welcome(&d, &password, id.other));
                 (replies, None)
             }
-            Ok(CodeOutcome::Refused) => (Vec::new(), Some((POLICY, "provisioning code refused"))),
-            Ok(CodeOutcome::Locked(_)) => (Vec::new(), Some((POLICY, "too many failures"))),
+            Ok(CodeOutcome::Refused | CodeOutcome::Locked(_)) => (Vec::new(), REFUSED),
             Err(e) => unavailable(e),
         }
     }
@@ -224,7 +237,7 @@ impl Connection {
         let store = self.st.store.as_ref();
         let d = match store.innovaphone_domain(&self.domain).await {
             Ok(Some(d)) => d,
-            Ok(None) => return Some((POLICY, "not registered")),
+            Ok(None) => return REFUSED,
             Err(e) => return unavailable(e).1,
         };
         match store

@@ -65,6 +65,32 @@ async fn closed(ws: &mut Ws) {
     assert!(next(ws).await.is_none(), "the server closes the connection");
 }
 
+/// The reason of the close frame the server ends with (messages before it are skipped).
+async fn close_reason(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer within 10 s")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.reason.to_string(),
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return String::new(),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// A WebSocket from the local address `from` (127.0.0.x), to tell peers apart.
+async fn connect_from(app: &TestApp, path: &str, from: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(app.address).await.unwrap();
+    let url = format!("ws://{}{path}", app.address);
+    tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+        .expect("the WebSocket opens")
+        .0
+}
+
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -134,12 +160,32 @@ async fn login(ws: &mut Ws, password: &str) -> Result<String, Value> {
     }
 }
 
+/// RC4 written again here, so the end-to-end test does not encrypt with the code that
+/// decrypts (the unit vectors pin that one).
+fn rc4(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut s: Vec<u8> = (0..=255).collect();
+    let mut j = 0usize;
+    for i in 0..256 {
+        j = (j + s[i] as usize + key[i % key.len()] as usize) % 256;
+        s.swap(i, j);
+    }
+    let (mut i, mut j) = (0usize, 0usize);
+    data.iter()
+        .map(|b| {
+            i = (i + 1) % 256;
+            j = (j + s[i] as usize) % 256;
+            s.swap(i, j);
+            b ^ s[(s[i] as usize + s[j] as usize) % 256]
+        })
+        .collect()
+}
+
 fn provisioning_phone(key: &str, mac: &str, user: &str, password: &str, code: &str) -> String {
     let seed = "10046478319880090512700";
     json!({
         "mt": "ProvisioningPhone", "src": "src-1", "mac": mac, "code": code, "hwid": mac,
         "usename": user, "cn": "Test User", "seed1": seed,
-        "password": inno::encrypt(seed, key, password),
+        "password": hex::encode(rc4(format!("{seed}:{key}").as_bytes(), password.as_bytes())),
         "domain": "pbx.acme.example.com", "dns": "",
     })
     .to_string()
@@ -332,7 +378,7 @@ async fn pbx_bad_messages(app: TestApp) {
     expect_error(good(json!({"password": "zz"})), "undecryptable").await;
     expect_error(good(json!({"password": "abc"})), "undecryptable").await;
     // Bytes that decrypt to invalid UTF-8: the keystream XOR 0xff.
-    let stream = inno::rc4(format!("1:{key}").as_bytes(), &[0, 0]);
+    let stream = rc4(format!("1:{key}").as_bytes(), &[0, 0]);
     let invalid = hex::encode([stream[0] ^ 0xff, stream[1] ^ 0xfe]);
     expect_error(
         good(json!({"seed1": "1", "password": invalid})),
@@ -469,7 +515,7 @@ async fn sysclient_register(app: TestApp) {
     assert_eq!(seen["platform"], "PHONE");
     assert_eq!(seen["interfaces"][0]["ipv4"], "10.0.0.5");
     assert!(!seen.to_string().contains(&password), "{seen}");
-    // Tunnel traffic of a proven device is taken (and not used).
+    // Tunnel traffic of a proven device is taken (and not used) …
     ws.send(Message::Binary(
         inno::Frame::Tunnel {
             session: 1,
@@ -481,6 +527,21 @@ async fn sysclient_register(app: TestApp) {
     ))
     .await
     .unwrap();
+    // … but it speaks for itself only: another device's MAC ends the connection, and
+    // that device is unchanged.
+    app.create_device(
+        DOMAIN,
+        json!({"mac": "001565aabbcc", "vendor": "yealink", "model": "T54W"}),
+    )
+    .await;
+    let mut other = identify("6.6.6", None, None);
+    other["id"] = "001565aabbcc".into();
+    other["product"] = "EVIL".into();
+    ws.send(frame(inno::admin::IDENTIFY, &other)).await.unwrap();
+    assert_eq!(close_reason(&mut ws).await, "not registered");
+    let untouched = fetch_device(&app, "001565aabbcc", "").await;
+    assert_eq!(untouched["model"], "T54W");
+    assert_eq!(untouched["firmware"], "");
 
     // A wrong digest closes the connection and changes nothing.
     let mut ws = connect(&app, &path).await;
@@ -517,14 +578,30 @@ async fn sysclient_refusals(app: TestApp) {
     let mut ws = connect(&app, &path).await;
     send(&mut ws, "{}").await;
     closed(&mut ws).await;
-    // An unknown device without a code.
+    // An unknown device gets a challenge like a known one; its answer is refused like a
+    // wrong one, and a code at another domain's (or no domain's) endpoint too: one reason.
+    let mut reasons = Vec::new();
+    for at in [path.as_str(), "/nowhere.example/devices/sysclients"] {
+        let mut ws = connect(&app, at).await;
+        send_identify(&mut ws, "13r2", None, None).await;
+        let (kind, body) = recv_admin(&mut ws).await;
+        assert_eq!(kind, inno::admin::CHALLENGE);
+        assert_eq!(body["challenge"].as_str().unwrap().len(), 16);
+        send_identify(&mut ws, "13r2", None, Some(&"0".repeat(64))).await;
+        reasons.push(close_reason(&mut ws).await);
+    }
+    for at in [
+        "/other.example.com/devices/sysclients",
+        "/nowhere.example/devices/sysclients",
+    ] {
+        let mut ws = connect(&app, at).await;
+        send_identify(&mut ws, "13r2", Some(&code), None).await;
+        reasons.push(close_reason(&mut ws).await);
+    }
     let mut ws = connect(&app, &path).await;
-    send_identify(&mut ws, "13r2", None, None).await;
-    closed(&mut ws).await;
-    // The code at another domain's endpoint is refused and stays live.
-    let mut ws = connect(&app, "/other.example.com/devices/sysclients").await;
-    send_identify(&mut ws, "13r2", Some(&code), None).await;
-    closed(&mut ws).await;
+    send_identify(&mut ws, "13r2", Some("000000000000"), None).await;
+    reasons.push(close_reason(&mut ws).await);
+    assert_eq!(reasons, vec!["not registered"; 5]);
     app.get(&format!(
         "/api/v1/domains/other.example.com/devices/{DEVICE_MAC}"
     ))
@@ -566,4 +643,68 @@ async fn cli_settings(app: TestApp) {
         .expect("the CLI's password logs in");
     let audit = app.get("/api/v1/audit?limit=1000").await.expect(200);
     assert!(!audit.to_string().contains("from-the-cli"));
+}
+
+fn lenient(c: &mut Config) {
+    c.code_failures_per_ip = 3;
+    c.login_failures_per_domain = 2;
+    c.code_lockout_seconds = 60;
+}
+
+both!(
+    logins_at_the_same_moment_all_count,
+    racing_logins,
+    super::lenient
+);
+async fn racing_logins(app: TestApp) {
+    setup(&app).await;
+    let path = format!("/innovaphone/{DOMAIN}");
+    let tries = (0..20).map(|_| async {
+        let mut ws = connect(&app, &path).await;
+        login(&mut ws, "wrong").await.unwrap_err()
+    });
+    let refusals = futures_util::future::join_all(tries).await;
+    let checked = refusals
+        .iter()
+        .filter(|r| r["errorText"] == "the login is not correct")
+        .count();
+    assert_eq!(
+        checked, 2,
+        "two wrong logins lock the domain for new addresses"
+    );
+}
+
+both!(
+    a_domain_lock_does_not_lock_out_its_pbx,
+    domain_lock,
+    super::lenient
+);
+async fn domain_lock(app: TestApp) {
+    setup(&app).await;
+    let path = format!("/innovaphone/{DOMAIN}");
+    // The PBX logs in once: its address is trusted from then on.
+    let mut pbx = connect_from(&app, &path, "127.0.0.1").await;
+    login(&mut pbx, APP_PASSWORD)
+        .await
+        .expect("the PBX logs in");
+    // Wrong logins from two other addresses lock the domain …
+    for from in ["127.0.0.2", "127.0.0.3"] {
+        let mut ws = connect_from(&app, &path, from).await;
+        assert_eq!(
+            login(&mut ws, "guess").await.unwrap_err()["errorText"],
+            "the login is not correct"
+        );
+    }
+    // … for every new address, even with the right password …
+    let mut ws = connect_from(&app, &path, "127.0.0.4").await;
+    let locked = login(&mut ws, APP_PASSWORD).await.unwrap_err();
+    assert!(
+        locked["errorText"].as_str().unwrap().contains("too many"),
+        "{locked}"
+    );
+    // … but not for the PBX that logged in before.
+    let mut again = connect_from(&app, &path, "127.0.0.1").await;
+    login(&mut again, APP_PASSWORD)
+        .await
+        .expect("the trusted PBX still logs in");
 }
