@@ -308,10 +308,14 @@ pub struct Job {
 /// Devices by progress.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ProgressCounts {
+    /// Devices whose files would carry the job, not yet offered it.
     pub pending: u64,
+    /// Offered, not yet applied, and still carried.
     pub offered: u64,
     pub applied: u64,
     pub failed: u64,
+    /// Offered, but their files no longer carry it (a newer job, a pin, another category).
+    pub superseded: u64,
 }
 
 /// A change of a job: pause, resume, cancel, or raise (or lower) its share.

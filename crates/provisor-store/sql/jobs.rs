@@ -150,30 +150,68 @@ async fn job_row(c: &mut Conn, d: DomainId, id: i64) -> Result<JobRow> {
     .ok_or(StoreError::NotFound("job"))
 }
 
-/// Devices by progress: rows for offered, applied and failed; the devices the job targets
-/// without a row are pending.
+/// Devices by progress, as the phones see it now: a device whose files would carry the job
+/// (by `select`, with the domain's other jobs, its progress and its pin) is pending without
+/// a row, offered with one; applied and failed are rows; an offered device whose files no
+/// longer carry the job (a newer job, a pin, another category) is superseded.
 async fn counts(c: &mut Conn, d: DomainId, row: &JobRow) -> Result<ProgressCounts> {
-    let rule = row.rule(None)?;
-    let devices: Vec<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT d.mac, d.model, d.category_id, p.state FROM devices d \
-         LEFT JOIN job_progress p ON p.device_id = d.id AND p.job_id = $2 \
-         WHERE d.domain_id = $1 AND ($3 OR d.category_id = $4)",
+    /// id, MAC, model, category, pin.
+    type DeviceRow = (i64, String, String, Option<i64>, Option<Json<FirmwarePin>>);
+    let devices: Vec<DeviceRow> = sqlx::query_as(
+        "SELECT id, mac, model, category_id, firmware_pin FROM devices \
+             WHERE domain_id = $1 AND ($2 OR category_id = $3)",
     )
     .bind(d.0)
-    .bind(row.id)
     .bind(row.category_id.is_none())
     .bind(row.category_id.unwrap_or(0))
     .fetch_all(&mut *c)
     .await?;
+    let jobs: Vec<JobRow> = sqlx::query_as(&format!(
+        "{JOB_SELECT} WHERE j.domain_id = $1 AND j.state <> 'cancelled' ORDER BY j.id"
+    ))
+    .bind(d.0)
+    .fetch_all(&mut *c)
+    .await?;
+    let progress: Vec<(i64, i64, String, i32)> = sqlx::query_as(
+        "SELECT p.job_id, p.device_id, p.state, p.offers FROM job_progress p \
+         JOIN jobs j ON j.id = p.job_id WHERE j.domain_id = $1 AND j.state <> 'cancelled'",
+    )
+    .bind(d.0)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut by_device: HashMap<i64, HashMap<i64, (Progress, u32)>> = HashMap::new();
+    for (job, device, state, offers) in progress {
+        by_device
+            .entry(device)
+            .or_default()
+            .insert(job, (state.parse()?, offers as u32));
+    }
     let mut out = ProgressCounts::default();
-    for (mac, model, category, state) in devices {
-        match state.as_deref().map(str::parse::<Progress>).transpose()? {
-            Some(Progress::Offered) => out.offered += 1,
+    for (id, mac, model, category, pin) in devices {
+        let mine = by_device.remove(&id).unwrap_or_default();
+        let state = mine.get(&row.id).map(|p| p.0);
+        match state {
             Some(Progress::Applied) => out.applied += 1,
             Some(Progress::Failed) => out.failed += 1,
-            Some(Progress::Pending) | None => {
-                if row.state == "active" && rule.targets(Mac::parse(&mac)?, &model, category) {
-                    out.pending += 1;
+            Some(Progress::Offered) | Some(Progress::Pending) | None => {
+                let rules = jobs
+                    .iter()
+                    .filter(|j| j.category_id.is_none() || j.category_id == category)
+                    .map(|j| j.rule(mine.get(&j.id).copied()))
+                    .collect::<Result<Vec<_>>>()?;
+                let plan = provisor_domain::job::plan(
+                    &rules,
+                    pin.as_ref().map(|p| &p.0),
+                    Mac::parse(&mac)?,
+                    &model,
+                    category,
+                );
+                let carried = plan.jobs.contains(&row.id);
+                match (state, carried) {
+                    (Some(_), true) => out.offered += 1,
+                    (Some(_), false) => out.superseded += 1,
+                    (None, true) => out.pending += 1,
+                    (None, false) => {}
                 }
             }
         }
@@ -181,35 +219,41 @@ async fn counts(c: &mut Conn, d: DomainId, row: &JobRow) -> Result<ProgressCount
     Ok(out)
 }
 
-/// Marks the job completed (and writes `job.completed`) once no device it targets is
+/// Marks an active job completed (and writes `job.completed`, once) when no device is
 /// pending or offered.
 async fn complete_if_done(c: &mut Conn, d: DomainId, job: i64) -> Result<()> {
     let row = job_row(c, d, job).await?;
-    if row.completed_at.is_some() || row.state == "cancelled" {
+    if row.completed_at.is_some() || row.state != "active" {
         return Ok(());
     }
     let n = counts(c, d, &row).await?;
     if n.pending > 0 || n.offered > 0 {
         return Ok(());
     }
-    sqlx::query("UPDATE jobs SET completed_at = $1 WHERE id = $2")
-        .bind(now())
-        .bind(job)
-        .execute(&mut *c)
+    let done =
+        sqlx::query("UPDATE jobs SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL")
+            .bind(now())
+            .bind(job)
+            .execute(&mut *c)
+            .await?;
+    if done.rows_affected() == 1 {
+        event(
+            c,
+            d,
+            "job.completed",
+            json!({"job_id": job, "applied": n.applied, "failed": n.failed}),
+        )
         .await?;
-    event(
-        c,
-        d,
-        "job.completed",
-        json!({"job_id": job, "applied": n.applied, "failed": n.failed}),
-    )
-    .await
+    }
+    Ok(())
 }
 
-/// A device's check-in: it got a file carrying `jobs` and reported `firmware`. First offer:
-/// a row; a later check-in: one more offer, or applied (a software job when it reports the
-/// target version, a config job when it comes back for the file again); a software job
-/// offered `max_offers` times without that: failed (`job.failed`).
+/// A device's check-in: it got a file carrying `jobs` and reported `firmware` (empty: the
+/// version its record has). First offer: a row; a later check-in (outside the domain's
+/// check-in window from the last one counted): one more offer, or applied (a software job
+/// when it reports the target version, a config job when it comes back for its file); a
+/// software job whose device comes back after `max_offers` offers still without it: failed
+/// (`job.failed`, once). Written so that two writers (nodes) at once count each step once.
 pub(super) async fn checked_in(
     c: &mut Conn,
     device_id: i64,
@@ -218,85 +262,112 @@ pub(super) async fn checked_in(
     at: i64,
 ) -> Result<()> {
     for &job in jobs {
-        let found: Option<(i64, Json<Payload>, i32, String)> = sqlx::query_as(
-            "SELECT j.domain_id, j.payload, j.max_offers, d.mac FROM jobs j JOIN devices d ON d.id = $2 \
+        let found: Option<(i64, Json<Payload>, i32, String, String)> = sqlx::query_as(
+            "SELECT j.domain_id, j.payload, j.max_offers, d.mac, d.firmware FROM jobs j JOIN devices d ON d.id = $2 \
              WHERE j.id = $1 AND j.domain_id = d.domain_id",
         )
         .bind(job)
         .bind(device_id)
         .fetch_optional(&mut *c)
         .await?;
-        let Some((domain, payload, max_offers, mac)) = found else {
+        let Some((domain, payload, max_offers, mac, stored)) = found else {
             continue;
         };
         let d = DomainId(domain);
-        let before: Option<(String, i32, i64)> = sqlx::query_as(
-            "SELECT state, offers, last_offered FROM job_progress WHERE job_id = $1 AND device_id = $2",
+        let reported = if firmware.is_empty() {
+            stored.as_str()
+        } else {
+            firmware
+        };
+        let target = match &payload.0 {
+            Payload::Software { version, .. } => Some(version.as_str()),
+            Payload::Config { .. } => None,
+        };
+        let runs = target.is_some_and(|v| runs_version(reported, v));
+        let first = if runs { "applied" } else { "offered" };
+        let inserted = sqlx::query(
+            "INSERT INTO job_progress (job_id, device_id, state, offers, first_offered, last_offered, done_at) \
+             VALUES ($1, $2, $3, 1, $4, $4, $5) ON CONFLICT (job_id, device_id) DO NOTHING",
         )
         .bind(job)
         .bind(device_id)
-        .fetch_optional(&mut *c)
+        .bind(first)
+        .bind(at)
+        .bind(runs.then_some(at))
+        .execute(&mut *c)
         .await?;
-        let software_target = match &payload.0 {
-            Payload::Software { version, .. } => Some(version.clone()),
-            Payload::Config { .. } => None,
-        };
-        let runs = software_target
-            .as_deref()
-            .is_some_and(|v| runs_version(firmware, v));
-        let Some((state, offers, last)) = before else {
-            let state = if runs { "applied" } else { "offered" };
-            sqlx::query(
-                "INSERT INTO job_progress (job_id, device_id, state, offers, first_offered, last_offered, done_at) \
-                 VALUES ($1, $2, $3, 1, $4, $4, $5)",
-            )
-            .bind(job)
-            .bind(device_id)
-            .bind(state)
-            .bind(at)
-            .bind(runs.then_some(at))
-            .execute(&mut *c)
-            .await?;
+        if inserted.rows_affected() == 1 {
             if runs {
                 complete_if_done(c, d, job).await?;
             }
             continue;
-        };
+        }
         let window = i64::from(super::phones::policy_of(c, d).await?.check_in_seconds) * 1000;
-        let new_check_in = at - last >= window.max(1);
-        let offers = offers + i32::from(new_check_in);
-        let next = match (state.parse::<Progress>()?, &software_target) {
-            (Progress::Applied, _) => Progress::Applied,
-            (_, Some(_)) if runs => Progress::Applied,
-            (Progress::Offered, None) if new_check_in => Progress::Applied,
-            (Progress::Offered, Some(_)) if offers >= max_offers => Progress::Failed,
-            (p, _) => p,
-        };
-        let changed = next.as_str() != state;
-        sqlx::query(
-            "UPDATE job_progress SET state = $1, offers = $2, last_offered = $3, \
-             done_at = CASE WHEN $4 THEN $3 ELSE done_at END WHERE job_id = $5 AND device_id = $6",
+        // One more check-in, counted once: only the writer that moves `last_offered` on.
+        let moved: Option<(String, i32)> = sqlx::query_as(
+            "UPDATE job_progress SET offers = offers + 1, last_offered = $3 \
+             WHERE job_id = $1 AND device_id = $2 AND last_offered <= $4 RETURNING state, offers",
         )
-        .bind(next.as_str())
-        .bind(offers)
-        .bind(if new_check_in { at } else { last })
-        .bind(changed)
         .bind(job)
         .bind(device_id)
-        .execute(&mut *c)
+        .bind(at)
+        .bind(at - window.max(1))
+        .fetch_optional(&mut *c)
         .await?;
-        if changed && next == Progress::Failed {
-            event(
-                c,
-                d,
-                "job.failed",
-                json!({"job_id": job, "mac": mac, "offers": offers}),
+        let Some((state, offers)) = moved else {
+            // Within the window (or counted by another writer): nothing new.
+            if runs {
+                applied(c, d, job, device_id, at).await?;
+            }
+            continue;
+        };
+        let state: Progress = state.parse()?;
+        // This check-in's fetch shows what the previous offers did.
+        let before = offers - 1;
+        if runs || (target.is_none() && state == Progress::Offered) {
+            applied(c, d, job, device_id, at).await?;
+        } else if target.is_some()
+            && state == Progress::Offered
+            && before >= max_offers
+            && !reported.is_empty()
+        {
+            let failed = sqlx::query(
+                "UPDATE job_progress SET state = 'failed', done_at = $3 \
+                 WHERE job_id = $1 AND device_id = $2 AND state = 'offered'",
             )
+            .bind(job)
+            .bind(device_id)
+            .bind(at)
+            .execute(&mut *c)
             .await?;
+            if failed.rows_affected() == 1 {
+                event(
+                    c,
+                    d,
+                    "job.failed",
+                    json!({"job_id": job, "mac": mac, "offers": before}),
+                )
+                .await?;
+                complete_if_done(c, d, job).await?;
+            }
         }
-        if changed {
-            complete_if_done(c, d, job).await?;
-        }
+    }
+    Ok(())
+}
+
+/// Marks the device's progress applied (once) and completes the job if that was the last.
+async fn applied(c: &mut Conn, d: DomainId, job: i64, device_id: i64, at: i64) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE job_progress SET state = 'applied', done_at = $3 \
+         WHERE job_id = $1 AND device_id = $2 AND state <> 'applied'",
+    )
+    .bind(job)
+    .bind(device_id)
+    .bind(at)
+    .execute(&mut *c)
+    .await?;
+    if done.rows_affected() == 1 {
+        complete_if_done(c, d, job).await?;
     }
     Ok(())
 }
@@ -437,11 +508,12 @@ impl JobStore for SqlStore {
             Some(p) => {
                 let macs = matching(&mut tx, d, row.category_id, &row.models.0).await?;
                 let fresh = provisor_domain::job::cutoff(id, p, &macs);
-                // Raising never takes a device out (the population may have changed).
-                if i32::from(p) > row.percent {
-                    fresh.max(row.stage_cutoff)
-                } else {
-                    fresh
+                // Raising never takes a device out, lowering never lets one in (the
+                // population may have changed); the same share changes nothing.
+                match i32::from(p).cmp(&row.percent) {
+                    std::cmp::Ordering::Greater => fresh.max(row.stage_cutoff),
+                    std::cmp::Ordering::Less => fresh.min(row.stage_cutoff),
+                    std::cmp::Ordering::Equal => row.stage_cutoff,
                 }
             }
             None => row.stage_cutoff,
@@ -466,8 +538,11 @@ impl JobStore for SqlStore {
         .bind(patch.state.unwrap_or(before.state).as_str())
         .bind(i32::from(patch.percent.unwrap_or(before.percent)))
         .bind(now())
-        // A larger share makes more devices pending again.
-        .bind(patch.percent.is_some_and(|p| p > before.percent))
+        // A larger share, or a resumed job, may have devices pending again.
+        .bind(
+            patch.percent.is_some_and(|p| p > before.percent)
+                || (patch.state == Some(JobState::Active) && before.state == JobState::Paused),
+        )
         .bind(id)
         .bind(cutoff)
         .execute(&mut *tx)

@@ -4321,7 +4321,7 @@ pub async fn jobs_progress_through_check_ins(s: Arc<dyn Store>) {
         .await
         .unwrap();
     let spec: NewJob = input(
-        json!({"kind": "software", "category": "Desk", "url": "https://fw/2.rom", "version": "2.0", "max_offers": 2}),
+        json!({"kind": "software", "category": "Desk", "url": "https://fw/2.rom", "version": "2.0", "max_offers": 1}),
     );
     let job = s
         .create_job(&actor(), a, &spec.validate().unwrap())
@@ -4363,7 +4363,11 @@ pub async fn jobs_progress_through_check_ins(s: Arc<dyn Store>) {
     assert_eq!((n.pending, n.offered, n.applied, n.failed), (0, 1, 0, 0));
     s.record_contacts(&[seen("1.0", 10)]).await.unwrap();
     let (_, n) = s.job(a, job.id).await.unwrap();
-    assert_eq!((n.offered, n.failed), (0, 1), "offered twice: failed");
+    assert_eq!(
+        (n.offered, n.failed),
+        (0, 1),
+        "offered once, back without it: failed"
+    );
     let (_, n) = s.job(a, lang.id).await.unwrap();
     assert_eq!(n.applied, 1, "the config job: it came back for its file");
     let kinds: Vec<String> = events(s, a).await.into_iter().map(|e| e.kind).collect();
@@ -4405,13 +4409,75 @@ pub async fn jobs_progress_through_check_ins(s: Arc<dyn Store>) {
         "a cancelled job stays cancelled",
     );
     let pin: FirmwarePin = input(json!({"url": "https://fw/pinned.rom", "version": "1.5"}));
-    s.set_firmware_pin(&actor(), a, m, Some(&pin.validate().unwrap()))
+    let pin = pin.validate().unwrap();
+    s.set_firmware_pin(&actor(), a, m, Some(&pin))
         .await
         .unwrap();
     assert_eq!(phone(s, m).await.jobs.firmware.unwrap().version, "1.5");
     assert!(s.firmware_pin(a, m).await.unwrap().is_some());
     s.set_firmware_pin(&actor(), a, m, None).await.unwrap();
     assert!(s.firmware_pin(a, m).await.unwrap().is_none());
+    // A paused job does not complete; resumed, it has pending devices again; a pinned
+    // device is not pending.
+    let new: NewDevice = input(
+        json!({"mac": "001565000002", "vendor": "yealink", "model": "T54W", "category": "Desk"}),
+    );
+    s.create_device(&actor(), a, &new.validate().unwrap())
+        .await
+        .unwrap();
+    let spec: NewJob = input(
+        json!({"kind": "software", "category": "Desk", "url": "https://fw/3.rom", "version": "3.0"}),
+    );
+    let third = s
+        .create_job(&actor(), a, &spec.validate().unwrap())
+        .await
+        .unwrap();
+    let at_three = |firmware: &str, secs: i64| Contact {
+        jobs: vec![third.id],
+        ..seen(firmware, secs)
+    };
+    s.record_contacts(&[at_three("2.0", 30)]).await.unwrap();
+    let pause = JobPatch {
+        state: Some(JobState::Paused),
+        percent: None,
+    };
+    s.update_job(&actor(), a, third.id, &pause).await.unwrap();
+    s.record_contacts(&[at_three("3.0", 40)]).await.unwrap();
+    let (paused, n) = s.job(a, third.id).await.unwrap();
+    assert_eq!((n.pending, n.applied), (0, 1));
+    assert!(
+        paused.completed_at.is_none(),
+        "a paused job does not complete"
+    );
+    let resume = JobPatch {
+        state: Some(JobState::Active),
+        percent: None,
+    };
+    s.update_job(&actor(), a, third.id, &resume).await.unwrap();
+    assert_eq!(
+        s.job(a, third.id).await.unwrap().1.pending,
+        1,
+        "the other device"
+    );
+    s.set_firmware_pin(&actor(), a, mac("001565000002"), Some(&pin))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.job(a, third.id).await.unwrap().1.pending,
+        0,
+        "pinned: not pending"
+    );
+    let completed: Vec<i64> = events(s, a)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "job.completed")
+        .map(|e| e.payload["job_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        completed,
+        vec![job.id, lang.id],
+        "each finished job once, not the paused one"
+    );
     // A job for an unknown category or firmware file is refused.
     let spec: NewJob =
         input(json!({"kind": "software", "category": "Nope", "url": "https://x", "version": "1"}));

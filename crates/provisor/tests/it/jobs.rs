@@ -145,7 +145,7 @@ async fn staged(app: TestApp) {
     assert_eq!(progress(&old), (all, 0, 0, 0), "every device is pending");
     let new = create(
         &app,
-        json!({"kind": "software", "category": "Desk", "url": "https://fw.example/v2.rom", "version": "2.0", "percent": 25, "max_offers": 2}),
+        json!({"kind": "software", "category": "Desk", "url": "https://fw.example/v2.rom", "version": "2.0", "percent": 25, "max_offers": 1}),
     )
     .await;
     let staged = progress(&new).0;
@@ -164,7 +164,7 @@ async fn staged(app: TestApp) {
         "the staged devices are the ones the count said"
     );
     job_when(&app, &new["id"], |p| p == (0, n_new, 0, 0)).await;
-    job_when(&app, &old["id"], |p| p == (n_new, all - n_new, 0, 0)).await;
+    job_when(&app, &old["id"], |p| p == (0, all - n_new, 0, 0)).await;
 
     // The same devices again: no device flips.
     for (d, was) in fleet.devices.iter().zip(&in_new) {
@@ -183,7 +183,7 @@ async fn staged(app: TestApp) {
         .await
         .expect(200);
     let (pending, offered, _, failed) = progress(&raised);
-    assert_eq!(failed, n_new, "offered twice without applying: failed");
+    assert_eq!(failed, n_new, "offered once, back without applying: failed");
     assert_eq!(offered, 0);
     assert_eq!(
         pending + failed,
@@ -216,11 +216,15 @@ async fn staged(app: TestApp) {
             .count() as u64,
         applied
     );
-    // Every device once; those on v1 that reported 1.0 applied it.
-    job_when(&app, &old["id"], |(a, b, c, e)| {
-        a + b + c + e == all && c > 0
-    })
-    .await;
+    // The devices left on v1 applied it; those that moved on to v2 are superseded.
+    let left = all - (all * 75 + 50) / 100;
+    let old_now = job_when(&app, &old["id"], |p| p == (0, 0, left, 0)).await;
+    assert_eq!(
+        old_now["progress"]["superseded"],
+        all - left - n_new,
+        "{old_now}"
+    );
+    assert!(old_now["completed_at"].is_string(), "nothing left to do");
 
     // Cancelling v2 sends everyone back to v1.
     app.patch(
