@@ -242,15 +242,7 @@ impl CodeStore for SqlStore {
             .bind(claimed.user_id)
             .fetch_one(&mut *tx)
             .await?;
-        let category: Option<String> = match claimed.category_id {
-            Some(id) => Some(
-                sqlx::query_scalar("SELECT name FROM categories WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?,
-            ),
-            None => None,
-        };
+        let category = super::directory::category_name(&mut tx, claimed.category_id).await?;
         let lines: Vec<String> =
             sqlx::query_scalar("SELECT sip_user FROM sip_accounts WHERE user_id = $1 ORDER BY id")
                 .bind(claimed.user_id)

@@ -182,6 +182,19 @@ pub(super) const CATEGORY: Named = Named("categories", "name", "category");
 pub(super) const USER: Named = Named("users", "username", "user");
 pub(super) const ACCOUNT: Named = Named("sip_accounts", "sip_user", "SIP account");
 
+/// The name of the category of this id, if there is one.
+pub(super) async fn category_name(c: &mut Conn, id: Option<i64>) -> Result<Option<String>> {
+    match id {
+        Some(id) => Ok(Some(
+            sqlx::query_scalar("SELECT name FROM categories WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *c)
+                .await?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// The id of a named row in the domain, or an `Invalid` for `field` if there is none.
 pub(super) async fn id_of(
     c: &mut Conn,

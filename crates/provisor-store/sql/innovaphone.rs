@@ -310,15 +310,7 @@ impl InnovaphoneStore for SqlStore {
             .await?
             .flatten(),
         };
-        let category: Option<String> = match category_id {
-            Some(id) => Some(
-                sqlx::query_scalar("SELECT name FROM categories WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?,
-            ),
-            None => None,
-        };
+        let category = super::directory::category_name(&mut tx, category_id).await?;
         let created = existing.is_none();
         let device_id = match existing {
             None => {
