@@ -339,19 +339,10 @@ pub struct InnovaphonePatch {
 
 impl InnovaphonePatch {
     pub fn validate(self) -> Result<Self, crate::Invalid> {
+        // An empty password removes it.
         let secret = |field: &str, v: Option<Option<SecretString>>| match v {
             Some(Some(p)) if p.is_empty() => Ok(Some(None)),
-            Some(Some(p)) => {
-                let n = p.expose().chars().count();
-                if n > 256 || p.expose().chars().any(char::is_control) {
-                    Err(crate::Invalid::new(
-                        field,
-                        "must be at most 256 characters without control characters",
-                    ))
-                } else {
-                    Ok(Some(Some(p)))
-                }
-            }
+            Some(Some(p)) => crate::model::secret_text(field, &p).map(|()| Some(Some(p))),
             other => Ok(other),
         };
         Ok(Self {

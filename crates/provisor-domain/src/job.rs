@@ -184,6 +184,38 @@ fn config_settings(kind: ConfigType, params: &Settings) -> Result<Settings, Inva
     }
 }
 
+/// A firmware to give devices: a firmware store file *or* an http(s) URL, and the version
+/// devices report once they run it.
+fn firmware_source(
+    firmware: Option<&str>,
+    url: Option<&str>,
+    version: Option<&str>,
+) -> Result<(Option<String>, Option<String>, String), Invalid> {
+    let version = version
+        .map(|v| names::text("version", v, 100))
+        .transpose()?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Invalid::new("version", "is required for a software job"))?;
+    let url = match url.map(str::trim) {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+            if u.len() > 2000 || u.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(Invalid::new("url", "is not a URL"));
+            }
+            Some(u.to_owned())
+        }
+        Some(_) => return Err(Invalid::new("url", "must be an http:// or https:// URL")),
+        None => None,
+    };
+    let firmware = firmware.map(crate::model::firmware_name).transpose()?;
+    if firmware.is_some() == url.is_some() {
+        return Err(Invalid::new(
+            "firmware",
+            "a software job needs either a firmware file or a url",
+        ));
+    }
+    Ok((firmware, url, version))
+}
+
 impl NewJob {
     pub fn validate(self) -> Result<JobSpec, Invalid> {
         let payload = match self.kind {
@@ -194,36 +226,11 @@ impl NewJob {
                         "belongs to config jobs, not software jobs",
                     ));
                 }
-                let version = self
-                    .version
-                    .as_deref()
-                    .map(|v| names::text("version", v, 100))
-                    .transpose()?
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| Invalid::new("version", "is required for a software job"))?;
-                let url = match self.url.as_deref().map(str::trim) {
-                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-                        if u.len() > 2000 || u.chars().any(|c| c.is_control() || c == ' ') {
-                            return Err(Invalid::new("url", "is not a URL"));
-                        }
-                        Some(u.to_owned())
-                    }
-                    Some(_) => {
-                        return Err(Invalid::new("url", "must be an http:// or https:// URL"));
-                    }
-                    None => None,
-                };
-                let firmware = self
-                    .firmware
-                    .as_deref()
-                    .map(crate::model::firmware_name)
-                    .transpose()?;
-                if firmware.is_some() == url.is_some() {
-                    return Err(Invalid::new(
-                        "firmware",
-                        "a software job needs either a firmware file or a url",
-                    ));
-                }
+                let (firmware, url, version) = firmware_source(
+                    self.firmware.as_deref(),
+                    self.url.as_deref(),
+                    self.version.as_deref(),
+                )?;
                 Payload::Software {
                     firmware,
                     sha256: None,
@@ -348,33 +355,16 @@ pub struct FirmwarePin {
 
 impl FirmwarePin {
     pub fn validate(self) -> Result<Self, Invalid> {
-        let spec = NewJob {
-            kind: JobKind::Software,
-            category: None,
-            models: Vec::new(),
-            firmware: self.firmware,
-            url: self.url,
-            version: Some(self.version),
-            config_type: None,
-            params: Settings::new(),
-            percent: None,
-            devices: Vec::new(),
-            max_offers: None,
-        }
-        .validate()?;
-        match spec.payload {
-            Payload::Software {
-                firmware,
-                url,
-                version,
-                ..
-            } => Ok(Self {
-                firmware,
-                url,
-                version,
-            }),
-            Payload::Config { .. } => unreachable!("a software spec"),
-        }
+        let (firmware, url, version) = firmware_source(
+            self.firmware.as_deref(),
+            self.url.as_deref(),
+            Some(&self.version),
+        )?;
+        Ok(Self {
+            firmware,
+            url,
+            version,
+        })
     }
 }
 
@@ -392,6 +382,11 @@ pub struct JobRule {
     pub max_offers: u32,
     /// This device's progress with it, if any.
     pub progress: Option<(Progress, u32)>,
+}
+
+/// Whether a job for `models` (none: every model) is for a device of `model`.
+pub fn for_model(models: &[String], model: &str) -> bool {
+    models.is_empty() || models.iter().any(|m| m.eq_ignore_ascii_case(model))
 }
 
 /// A device's stable position for job `id` (0 to `i64::MAX`), from a hash of job and MAC.
@@ -423,7 +418,7 @@ impl JobRule {
     /// Whether the job is for devices like this one (category and model).
     fn in_scope(&self, model: &str, category_id: Option<i64>) -> bool {
         (self.category_id.is_none() || self.category_id == category_id)
-            && (self.models.is_empty() || self.models.iter().any(|m| m.eq_ignore_ascii_case(model)))
+            && for_model(&self.models, model)
     }
 
     fn had(&self) -> bool {
@@ -499,12 +494,12 @@ pub fn select(
     }
 }
 
-/// The settings layer of the selected config jobs, oldest type first (types do not
-/// overlap, except `custom`, which is applied last).
-pub fn config_layer<'a>(rules: &'a [JobRule], selected: &Selected) -> Settings {
+/// The settings layer of the config jobs among `jobs` (a plan's), oldest type first (types
+/// do not overlap, except `custom`, which is applied last).
+pub fn config_layer<'a>(rules: &'a [JobRule], jobs: &[i64]) -> Settings {
     let mut chosen: Vec<&'a JobRule> = rules
         .iter()
-        .filter(|r| selected.config.contains(&r.id))
+        .filter(|r| jobs.contains(&r.id) && matches!(r.payload, Payload::Config { .. }))
         .collect();
     chosen.sort_by_key(|r| {
         (
@@ -540,14 +535,12 @@ pub struct FirmwareOffer {
 /// What the jobs come to for one device.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
-    /// The jobs its files carry now.
+    /// The jobs its files carry now (their settings: `config_layer`).
     pub jobs: Vec<i64>,
-    /// The config jobs' settings, a layer on top of the category's.
-    pub layer: Settings,
     pub firmware: Option<FirmwareOffer>,
 }
 
-/// The jobs of a device: selection, the config layer, and the firmware (a pin first).
+/// The jobs of a device: selection and the firmware (a pin first).
 pub fn plan(
     rules: &[JobRule],
     pin: Option<&FirmwarePin>,
@@ -584,11 +577,7 @@ pub fn plan(
     };
     let mut jobs: Vec<i64> = selected.software.into_iter().collect();
     jobs.extend(&selected.config);
-    Plan {
-        layer: config_layer(rules, &selected),
-        jobs,
-        firmware,
-    }
+    Plan { jobs, firmware }
 }
 
 /// Whether a firmware version a device reports is the job's target (compared without

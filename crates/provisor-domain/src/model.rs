@@ -496,13 +496,19 @@ pub struct NewSipAccount {
 }
 
 fn sip_password(p: &SecretString) -> Result<(), Invalid> {
+    secret_text("password", p)
+}
+
+/// A password set by an admin (SIP, innovaphone): 1 to 256 characters, no control
+/// characters.
+pub fn secret_text(field: &str, p: &SecretString) -> Result<(), Invalid> {
     let pw = p.expose();
     if pw.is_empty() {
-        return Err(Invalid::new("password", "must not be empty"));
+        return Err(Invalid::new(field, "must not be empty"));
     }
     if pw.chars().count() > 256 || pw.chars().any(char::is_control) {
         return Err(Invalid::new(
-            "password",
+            field,
             "must be at most 256 characters without control characters",
         ));
     }

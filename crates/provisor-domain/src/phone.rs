@@ -226,8 +226,8 @@ pub struct PhoneDevice {
     pub armed_until: Option<Timestamp>,
     /// Its category's and domain's stored templates, the category's first.
     pub templates: Vec<crate::template::DeviceTemplate>,
-    /// What its update jobs (and a firmware pin) give it; the config jobs' layer is in
-    /// `layers` already, after the category's.
+    /// What its update jobs (and a firmware pin) give it; the config jobs' settings are a
+    /// layer of `layers`, after the category's.
     pub jobs: crate::job::Plan,
 }
 

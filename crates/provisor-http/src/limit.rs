@@ -58,18 +58,22 @@ impl Limiter {
 
     /// How much longer `key` is locked, if it is.
     pub fn locked(&self, key: &str) -> Option<Duration> {
-        let now = Instant::now();
-        self.entries()
-            .get(key)
-            .and_then(|e| e.locked_until)
-            .and_then(|until| until.checked_duration_since(now))
-            .filter(|d| !d.is_zero())
+        remaining(&self.entries(), key, Instant::now())
     }
 
     /// Counts a failure of `key`; true if it is now locked.
     pub fn fail(&self, key: &str, limit: Limit) -> bool {
         count(&mut self.entries(), key, limit, Instant::now())
     }
+}
+
+/// How much longer `key` is locked at `now`, if it is.
+fn remaining(entries: &HashMap<String, Entry>, key: &str, now: Instant) -> Option<Duration> {
+    entries
+        .get(key)
+        .and_then(|e| e.locked_until)
+        .and_then(|until| until.checked_duration_since(now))
+        .filter(|d| !d.is_zero())
 }
 
 fn count(entries: &mut HashMap<String, Entry>, key: &str, limit: Limit, now: Instant) -> bool {
@@ -109,14 +113,7 @@ impl Limiter {
     pub fn attempt(&self, keys: &[(String, Limit)]) -> Result<Vec<bool>, Duration> {
         let now = Instant::now();
         let mut entries = self.entries();
-        let locked = keys.iter().find_map(|(k, _)| {
-            entries
-                .get(k)
-                .and_then(|e| e.locked_until)
-                .and_then(|u| u.checked_duration_since(now))
-                .filter(|d| !d.is_zero())
-        });
-        if let Some(wait) = locked {
+        if let Some(wait) = keys.iter().find_map(|(k, _)| remaining(&entries, k, now)) {
             return Err(wait);
         }
         Ok(keys

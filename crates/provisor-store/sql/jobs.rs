@@ -12,6 +12,7 @@ use provisor_domain::job::{
     runs_version,
 };
 use provisor_domain::model::*;
+use provisor_domain::phone::PhonePolicy;
 use provisor_store::{JobDevice, JobStore, Result, StoreError};
 use serde_json::json;
 use sqlx::types::Json;
@@ -132,9 +133,7 @@ async fn matching(
     .fetch_all(&mut *c)
     .await?;
     rows.into_iter()
-        .filter(|(_, model)| {
-            models.is_empty() || models.iter().any(|m| m.eq_ignore_ascii_case(model))
-        })
+        .filter(|(_, model)| provisor_domain::job::for_model(models, model))
         .map(|(mac, _)| Ok(Mac::parse(&mac)?))
         .collect()
 }
@@ -262,15 +261,18 @@ pub(super) async fn checked_in(
     at: i64,
 ) -> Result<()> {
     for &job in jobs {
-        let found: Option<(i64, Json<Payload>, i32, String, String)> = sqlx::query_as(
-            "SELECT j.domain_id, j.payload, j.max_offers, d.mac, d.firmware FROM jobs j JOIN devices d ON d.id = $2 \
-             WHERE j.id = $1 AND j.domain_id = d.domain_id",
-        )
-        .bind(job)
-        .bind(device_id)
-        .fetch_optional(&mut *c)
-        .await?;
-        let Some((domain, payload, max_offers, mac, stored)) = found else {
+        #[allow(clippy::type_complexity)]
+        let found: Option<(i64, Json<Payload>, i32, String, String, Json<PhonePolicy>)> =
+            sqlx::query_as(
+                "SELECT j.domain_id, j.payload, j.max_offers, d.mac, d.firmware, dm.phone_policy \
+                 FROM jobs j JOIN devices d ON d.id = $2 JOIN domains dm ON dm.id = j.domain_id \
+                 WHERE j.id = $1 AND j.domain_id = d.domain_id",
+            )
+            .bind(job)
+            .bind(device_id)
+            .fetch_optional(&mut *c)
+            .await?;
+        let Some((domain, payload, max_offers, mac, stored, policy)) = found else {
             continue;
         };
         let d = DomainId(domain);
@@ -302,7 +304,7 @@ pub(super) async fn checked_in(
             }
             continue;
         }
-        let window = i64::from(super::phones::policy_of(c, d).await?.check_in_seconds) * 1000;
+        let window = i64::from(policy.0.check_in_seconds) * 1000;
         // One more check-in, counted once: only the writer that moves `last_offered` on.
         let moved: Option<(String, i32)> = sqlx::query_as(
             "UPDATE job_progress SET offers = offers + 1, last_offered = $3 \

@@ -151,6 +151,7 @@ impl SqlStore {
             &r.model,
             r.category_id,
         );
+        let job_layer = provisor_domain::job::config_layer(&rules, &jobs.jobs);
         Ok(Some(PhoneDevice {
             id: r.id,
             domain: DomainId(r.domain_id),
@@ -167,7 +168,7 @@ impl SqlStore {
             layers: vec![
                 r.domain_settings.0,
                 r.category_settings.map(|s| s.0).unwrap_or_default(),
-                jobs.layer.clone(),
+                job_layer,
                 r.user_settings.map(|s| s.0).unwrap_or_default(),
                 r.settings.0,
             ],

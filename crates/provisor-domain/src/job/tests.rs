@@ -204,7 +204,7 @@ fn config_jobs_apply_per_type() {
     ];
     let s = select(&rules, m, "T54W", Some(1), false);
     assert_eq!(s.config, vec![2, 3, 4]);
-    let layer = config_layer(&rules, &s);
+    let layer = config_layer(&rules, &s.config);
     assert_eq!(
         serde_json::Value::Object(layer),
         json!({"ntp_server": "new", "language": "fr", "x": 1})

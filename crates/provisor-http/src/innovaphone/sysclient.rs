@@ -23,6 +23,7 @@ use provisor_domain::code::Redemption;
 use provisor_domain::innovaphone::{
     self as inno, Frame, Identify, SysclientJoin, SysclientReport, admin,
 };
+use provisor_domain::model::DomainId;
 use provisor_domain::phone::canonical_ip;
 use provisor_domain::secret::SecretString;
 use provisor_store::InnovaphoneDomain;
@@ -59,8 +60,8 @@ struct Connection {
     domain: String,
     /// The challenge sent for a MAC, until it is answered (one per connection).
     challenge: Option<(Mac, String)>,
-    /// The MAC this connection proved to be.
-    proven: Option<Mac>,
+    /// The MAC this connection proved to be, and its domain.
+    proven: Option<(Mac, DomainId)>,
 }
 
 /// The one answer to every refusal, so a refusal tells nothing of domains or devices.
@@ -110,13 +111,13 @@ impl Connection {
         let Ok(mac) = Mac::parse(&id.id) else {
             return (Vec::new(), Some((PROTOCOL, "not a sysclient message")));
         };
-        if let Some(proven) = self.proven {
+        if let Some((proven, d)) = self.proven {
             // A proven device may tell of changes (a new firmware), of itself only.
             if proven != mac {
                 tracing::info!(ip = %self.ip, %proven, claimed = %mac, "a sysclient spoke for another MAC");
                 return (Vec::new(), REFUSED);
             }
-            return (Vec::new(), self.seen(mac, id).await);
+            return (Vec::new(), self.seen(d, mac, id).await);
         }
         let outstanding = self.challenge.take();
         match (outstanding, &id.digest, &id.provisioning_code) {
@@ -176,10 +177,10 @@ impl Connection {
             return (Vec::new(), REFUSED);
         };
         attempt.succeeded(counted);
-        if let Some(end) = self.seen(mac, id).await {
+        if let Some(end) = self.seen(d.id, mac, id).await {
             return (Vec::new(), Some(end));
         }
-        self.proven = Some(mac);
+        self.proven = Some((mac, d.id));
         tracing::info!(domain = d.name, %mac, "sysclient connected");
         (welcome(d, &known.password, id.other), None)
     }
@@ -220,7 +221,7 @@ impl Connection {
                     return unavailable("a code redeemed at no domain");
                 };
                 tracing::info!(domain = r.domain_name, %mac, "sysclient joined with a provisioning code");
-                self.proven = Some(mac);
+                self.proven = Some((mac, d.id));
                 let mut replies = vec![send(
                     admin::PASSWORD,
                     json!({"password": password.expose()}),
@@ -233,15 +234,12 @@ impl Connection {
         }
     }
 
-    async fn seen(&self, mac: Mac, id: &Identify) -> End {
-        let store = self.st.store.as_ref();
-        let d = match store.innovaphone_domain(&self.domain).await {
-            Ok(Some(d)) => d,
-            Ok(None) => return REFUSED,
-            Err(e) => return unavailable(e).1,
-        };
-        match store
-            .sysclient_seen(d.id, mac, &SysclientReport::from(id), Some(self.ip))
+    /// Keeps what the proven device reported.
+    async fn seen(&self, d: DomainId, mac: Mac, id: &Identify) -> End {
+        match self
+            .st
+            .store
+            .sysclient_seen(d, mac, &SysclientReport::from(id), Some(self.ip))
             .await
         {
             Ok(()) => None,
