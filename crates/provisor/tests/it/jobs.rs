@@ -383,6 +383,32 @@ async fn config_and_pins(app: TestApp) {
     ))
     .await
     .problem(404, "not-found");
+    // A domain-wide job of this domain does not reach a phone of the other one, even in a
+    // category of the same name.
+    create(
+        &app,
+        json!({"kind": "software", "url": "https://fw.example/a.rom", "version": "A"}),
+    )
+    .await;
+    app.create_category("other.example.com", "Desk", false)
+        .await;
+    let foreign = app
+        .create_device(
+            "other.example.com",
+            json!({"mac": "001565ffff01", "vendor": "yealink", "model": "T54W", "category": "Desk"}),
+        )
+        .await;
+    let foreign = Device {
+        vendor: "yealink",
+        mac: "001565ffff01".into(),
+        url: foreign["provisioning"]["url"].as_str().unwrap().to_owned(),
+    };
+    assert!(firmware_of(&foreign.check_in(&app, "1.0").await).is_none());
+    assert_eq!(
+        firmware_of(&fleet.devices[2].check_in(&app, "1.0").await).as_deref(),
+        Some("https://fw.example/a.rom"),
+        "while this domain's phones get it"
+    );
 }
 
 both!(a_firmware_store_job_serves_its_snapshot, snapshot);
