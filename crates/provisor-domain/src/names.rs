@@ -69,6 +69,11 @@ pub fn user_name(field: &str, value: &str) -> Result<String, Invalid> {
     )
 }
 
+/// A console administrator's sign-in name: a user name, in lowercase (sign-in ignores case).
+pub fn admin_name(value: &str) -> Result<String, Invalid> {
+    user_name("name", &value.to_lowercase())
+}
+
 /// A host with an optional port (`sip.example.com`, `10.0.0.1:5060`, `[2001:db8::1]:5061`).
 pub fn host_port(field: &str, value: &str) -> Result<String, Invalid> {
     let v = value.trim();

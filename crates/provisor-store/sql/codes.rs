@@ -7,14 +7,16 @@ use provisor_domain::code::{self, CodeState, IssuedCode, Redemption, Rollout, Ro
 use provisor_domain::model::*;
 use provisor_domain::secret::{Cipher, SecretString};
 use provisor_domain::{Invalid, Mac};
-use provisor_store::{CodeStore, EventStore, Redeemed, Result, RolloutStore, StoreError};
+use provisor_store::{
+    CodeStore, EventStore, Page, PageRequest, Redeemed, Result, RolloutStore, StoreError,
+};
 use serde_json::json;
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::directory::{CATEGORY, USER, id_of};
 use super::phones::policy_of;
-use super::{Conn, Db, SqlStore, audit, now, ts, unique};
+use super::{Conn, Db, SqlStore, audit, fetch_limit, now, page, ts, unique};
 
 /// Writes an event in the caller's transaction.
 pub(super) async fn event(
@@ -572,6 +574,23 @@ impl RolloutStore for SqlStore {
     async fn rollout(&self, d: DomainId, id: i64) -> Result<(Rollout, Vec<RolloutEntry>)> {
         let mut c = self.pool.acquire().await?;
         rollout_of(&mut c, &self.cipher, d, id, true).await
+    }
+
+    async fn list_rollouts(&self, d: DomainId, req: PageRequest) -> Result<Page<Rollout>> {
+        let mut c = self.pool.acquire().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM rollouts WHERE domain_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(d.0)
+        .bind(req.after.unwrap_or(i64::MAX))
+        .bind(fetch_limit(req))
+        .fetch_all(&mut *c)
+        .await?;
+        let mut rollouts = Vec::with_capacity(ids.len());
+        for id in ids {
+            rollouts.push(rollout_of(&mut c, &self.cipher, d, id, false).await?.0);
+        }
+        Ok(page(rollouts, req, |r| r.id))
     }
 }
 

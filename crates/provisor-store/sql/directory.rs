@@ -604,6 +604,11 @@ impl UserStore for SqlStore {
         let mut after_json = json(&after);
         if password_hash.is_some() {
             after_json["password"] = "(changed)".into();
+            // Signed in with the old password: signed out.
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(before.id)
+                .execute(&mut *tx)
+                .await?;
         }
         audit(
             &mut tx,

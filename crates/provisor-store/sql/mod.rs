@@ -11,6 +11,7 @@
 
 mod bulk;
 mod codes;
+mod console;
 mod devices;
 mod directory;
 mod firmware;

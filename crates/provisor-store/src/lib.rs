@@ -556,6 +556,8 @@ pub trait RolloutStore: Send + Sync {
         users: &[String],
     ) -> Result<Rollout>;
     async fn rollout(&self, d: DomainId, id: i64) -> Result<(Rollout, Vec<RolloutEntry>)>;
+    /// The domain's rollouts with their counts, newest first (`after`: ids before it).
+    async fn list_rollouts(&self, d: DomainId, page: PageRequest) -> Result<Page<Rollout>>;
 }
 
 /// A webhook whose next delivery is due, with what delivering needs.
@@ -757,6 +759,93 @@ pub trait EventStore: Send + Sync {
     async fn list_events(&self, d: DomainId, after: i64, limit: u32) -> Result<Vec<Event>>;
 }
 
+/// A console administrator: an operator, or the admin of one domain. The password hash is
+/// never returned.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Admin {
+    pub id: i64,
+    /// The sign-in name, unique in the installation.
+    pub name: String,
+    pub role: Role,
+    /// The domain a domain admin is limited to.
+    pub domain: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An administrator as a sign-in needs them.
+#[derive(Clone, Debug)]
+pub struct AdminLogin {
+    pub admin: Admin,
+    pub domain: Option<DomainId>,
+    pub password_hash: String,
+}
+
+/// Whose session a new one is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionOf {
+    Admin(i64),
+    User { domain: DomainId, username: String },
+}
+
+/// A live session: its administrator (with their domain), or its user (enabled).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Session {
+    Admin {
+        admin: Admin,
+        domain: Option<DomainId>,
+    },
+    User {
+        domain: DomainId,
+        username: String,
+    },
+}
+
+/// How long a session lasts: at most `absolute` from sign-in, and `idle` after its last use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLifetime {
+    pub absolute: std::time::Duration,
+    pub idle: std::time::Duration,
+}
+
+/// Console administrators and the sessions of the console and of self-service. Sessions
+/// are found by the digest of their cookie; they end when they expire, when their
+/// administrator or user is removed, or when that one's password changes.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    async fn create_admin(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        domain: Option<DomainId>,
+        password_hash: &str,
+    ) -> Result<Admin>;
+    /// Every administrator, or a domain's.
+    async fn list_admins(&self, scope: Option<DomainId>) -> Result<Vec<Admin>>;
+    async fn delete_admin(&self, actor: &Actor, scope: Option<DomainId>, name: &str)
+    -> Result<()>;
+    /// Sets the password and ends the administrator's sessions.
+    async fn set_admin_password(
+        &self,
+        actor: &Actor,
+        scope: Option<DomainId>,
+        name: &str,
+        password_hash: &str,
+    ) -> Result<()>;
+    async fn admin_login(&self, name: &str) -> Result<Option<AdminLogin>>;
+    /// A new session with cookie digest `hash`; sessions past their end are removed.
+    async fn create_session(
+        &self,
+        hash: &str,
+        of: &SessionOf,
+        lifetime: SessionLifetime,
+    ) -> Result<()>;
+    /// The live session of `hash`, its idle end moved on by `idle` (written at most once a
+    /// minute).
+    async fn session(&self, hash: &str, idle: std::time::Duration) -> Result<Option<Session>>;
+    async fn end_session(&self, hash: &str) -> Result<()>;
+}
+
 /// Everything a backend provides.
 pub trait Store:
     BaseStore
@@ -771,6 +860,7 @@ pub trait Store:
     + SoftphoneStore
     + InnovaphoneStore
     + JobStore
+    + ConsoleStore
     + TokenStore
     + AuditStore
     + BulkStore
@@ -795,6 +885,7 @@ impl<T> Store for T where
         + SoftphoneStore
         + InnovaphoneStore
         + JobStore
+        + ConsoleStore
         + TokenStore
         + AuditStore
         + BulkStore

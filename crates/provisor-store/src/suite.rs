@@ -70,6 +70,7 @@ macro_rules! store_suite {
             pbx_phone_refusals_write_nothing,
             sysclients_join_with_a_code_of_their_domain,
             jobs_progress_through_check_ins,
+            admins_and_sessions,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -3978,6 +3979,22 @@ pub async fn rollouts_list_every_user(s: Arc<dyn Store>) {
     // The sweeper leaves rollouts' codes listed.
     s.sweep_codes().await.unwrap();
     assert_eq!(s.rollout(a, r.id).await.unwrap().1.len(), 2);
+    // Listed newest first, page by page, with their counts, in their domain only.
+    let second = s
+        .create_rollout(&actor(), a, None, "", &users(&["bob"]))
+        .await
+        .unwrap();
+    let (listed, sizes) = collect_pages(1, |p| s.list_rollouts(a, p)).await;
+    assert_eq!(sizes, [1, 1]);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.id, r.pending, r.registered))
+            .collect::<Vec<_>>(),
+        [(second.id, 1, 0), (r.id, 0, 2)]
+    );
+    let b = new_domain(s, "c.example").await.id;
+    assert!(s.list_rollouts(b, all()).await.unwrap().items.is_empty());
     let audit = serde_json::to_string(&s.list_audit(Some(a), all()).await.unwrap().items).unwrap();
     assert!(audit.contains("rollout.create") && !audit.contains(entries[0].code.expose()));
 }
@@ -4492,4 +4509,153 @@ pub async fn jobs_progress_through_check_ins(s: Arc<dyn Store>) {
         "firmware",
         "unknown file",
     );
+}
+
+pub async fn admins_and_sessions(s: Arc<dyn Store>) {
+    use crate::{Session, SessionLifetime, SessionOf};
+    use std::time::Duration;
+    let s = &*s;
+    let (a, b) = two_domains(s).await;
+    let op = s
+        .create_admin(&actor(), "Root", Role::Operator, None, "hash-root")
+        .await
+        .unwrap();
+    assert_eq!((op.name.as_str(), op.role, op.domain.as_deref()), ("root", Role::Operator, None));
+    let ann = s
+        .create_admin(&actor(), "ann", Role::DomainAdmin, Some(a), "hash-ann")
+        .await
+        .unwrap();
+    assert_eq!(ann.domain.as_deref(), Some("a.example"));
+    expect_conflict(
+        s.create_admin(&actor(), "ROOT", Role::Operator, None, "x").await,
+        "a name taken (in another case)",
+    );
+    expect_invalid(
+        s.create_admin(&actor(), "x", Role::DomainAdmin, None, "x").await,
+        "domain",
+        "a domain admin without a domain",
+    );
+    expect_invalid(
+        s.create_admin(&actor(), "x y", Role::Operator, None, "x").await,
+        "name",
+        "a name with a space",
+    );
+    let login = s.admin_login(" Ann ").await.unwrap().unwrap();
+    assert_eq!((login.domain, login.password_hash.as_str()), (Some(a), "hash-ann"));
+    assert!(s.admin_login("nobody").await.unwrap().is_none());
+    assert_eq!(s.list_admins(None).await.unwrap().len(), 2);
+    assert_eq!(s.list_admins(Some(a)).await.unwrap(), [ann.clone()]);
+    assert!(s.list_admins(Some(b)).await.unwrap().is_empty());
+    expect_not_found(
+        s.delete_admin(&actor(), Some(b), "ann").await,
+        "A's admin deleted in B's scope",
+    );
+
+    let life = SessionLifetime {
+        absolute: Duration::from_secs(3600),
+        idle: Duration::from_secs(600),
+    };
+    let idle = life.idle;
+    s.create_session("s-ann", &SessionOf::Admin(ann.id), life)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.session("s-ann", idle).await.unwrap(),
+        Some(Session::Admin {
+            admin: ann.clone(),
+            domain: Some(a)
+        })
+    );
+    assert_eq!(s.session("s-other", idle).await.unwrap(), None);
+    // A new password ends the sessions signed in with the old one.
+    s.set_admin_password(&actor(), Some(a), "ann", "hash-ann-2")
+        .await
+        .unwrap();
+    assert_eq!(s.session("s-ann", idle).await.unwrap(), None);
+    assert_eq!(
+        s.admin_login("ann").await.unwrap().unwrap().password_hash,
+        "hash-ann-2"
+    );
+    // Signing out ends a session; removing the admin ends theirs.
+    s.create_session("s-ann-2", &SessionOf::Admin(ann.id), life)
+        .await
+        .unwrap();
+    s.create_session("s-ann-3", &SessionOf::Admin(ann.id), life)
+        .await
+        .unwrap();
+    s.end_session("s-ann-2").await.unwrap();
+    assert_eq!(s.session("s-ann-2", idle).await.unwrap(), None);
+    assert!(s.session("s-ann-3", idle).await.unwrap().is_some());
+    s.delete_admin(&actor(), None, "ann").await.unwrap();
+    assert_eq!(s.session("s-ann-3", idle).await.unwrap(), None);
+
+    // A user's session lasts while the user is enabled and keeps their password.
+    new_user(s, a, "alice").await;
+    let alice = SessionOf::User {
+        domain: a,
+        username: "alice".into(),
+    };
+    expect_not_found(
+        s.create_session(
+            "s-x",
+            &SessionOf::User {
+                domain: b,
+                username: "alice".into(),
+            },
+            life,
+        )
+        .await,
+        "a session of a user of another domain",
+    );
+    s.create_session("s-alice", &alice, life).await.unwrap();
+    assert_eq!(
+        s.session("s-alice", idle).await.unwrap(),
+        Some(Session::User {
+            domain: a,
+            username: "alice".into()
+        })
+    );
+    let off: UserPatch = input(json!({"enabled": false}));
+    s.update_user(&actor(), a, "alice", &off, None).await.unwrap();
+    assert_eq!(s.session("s-alice", idle).await.unwrap(), None);
+    let on: UserPatch = input(json!({"enabled": true}));
+    s.update_user(&actor(), a, "alice", &on, None).await.unwrap();
+    assert!(s.session("s-alice", idle).await.unwrap().is_some());
+    s.update_user(&actor(), a, "alice", &on, Some("new-hash"))
+        .await
+        .unwrap();
+    assert_eq!(s.session("s-alice", idle).await.unwrap(), None);
+
+    // Sessions end at their idle end and at their absolute end.
+    let short = SessionLifetime {
+        absolute: Duration::from_secs(3600),
+        idle: Duration::from_millis(300),
+    };
+    s.create_session("s-idle", &SessionOf::Admin(op.id), short)
+        .await
+        .unwrap();
+    assert!(s.session("s-idle", short.idle).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.session("s-idle", short.idle).await.unwrap(), None);
+    let brief = SessionLifetime {
+        absolute: Duration::from_millis(300),
+        idle: Duration::from_secs(3600),
+    };
+    s.create_session("s-brief", &SessionOf::Admin(op.id), brief)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.session("s-brief", idle).await.unwrap(), None);
+    // A used session's idle end moves on.
+    s.create_session("s-used", &SessionOf::Admin(op.id), short)
+        .await
+        .unwrap();
+    assert!(s.session("s-used", idle).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        s.session("s-used", idle).await.unwrap().is_some(),
+        "used within its idle time, the session lasts longer"
+    );
+    let audit = serde_json::to_string(&s.list_audit(None, all()).await.unwrap().items).unwrap();
+    assert!(audit.contains("admin.create") && !audit.contains("hash-root"));
 }
