@@ -159,6 +159,39 @@ pub enum Login {
     Locked(std::time::Duration),
 }
 
+/// A password check under the failure limits: every key is counted ahead of the (slow)
+/// check, all under one lock, so attempts made at the same moment all count however long
+/// the check takes, and taken back if the password is right. `lookup` finds the hash to
+/// check (and whatever the caller needs); a missing one is checked against a dummy hash,
+/// so an unknown name costs what a known one does. `Err(wait)`: a key is locked.
+pub async fn limited_check<T>(
+    state: &AppState,
+    keys: &[(String, crate::limit::Limit)],
+    lookup: impl std::future::Future<Output = ApiResult<(Option<String>, T)>>,
+    password: &provisor_domain::secret::SecretString,
+) -> ApiResult<Result<(bool, T), std::time::Duration>> {
+    let limiter = state.phones.limiter();
+    let counted = match limiter.attempt(keys) {
+        Ok(c) => c,
+        Err(wait) => return Ok(Err(wait)),
+    };
+    let (hash, found) = lookup.await?;
+    let known = hash.is_some();
+    let checked = password.clone();
+    let matches = tokio::task::spawn_blocking(move || {
+        let hash = hash.unwrap_or_else(dummy_hash);
+        provisor_domain::password::verify(&checked, &hash)
+    })
+    .await?;
+    let right = known && matches;
+    if right {
+        for ((key, limit), locking) in keys.iter().zip(counted) {
+            limiter.refund(key, *limit, locking);
+        }
+    }
+    Ok(Ok((right, found)))
+}
+
 /// Checks a portal login (`user@domain`, password) from `ip` under the shared limits; every
 /// failure is counted and audited.
 pub async fn portal_login(
@@ -173,55 +206,35 @@ pub async fn portal_login(
     else {
         return Ok(Login::Refused);
     };
-    let limiter = state.phones.limiter();
     let limits = state.phones.options().code_limits;
-    let by_ip = format!("guess-ip:{ip}");
-    let by_domain = format!("login-domain:{domain_name}");
-    // Per user too (as many as per address), so guesses at one login from many
-    // addresses are limited.
-    let by_user = format!("login-user:{}@{domain_name}", username.to_lowercase());
-    if let Some(wait) = limiter
-        .locked(&by_ip)
-        .or_else(|| limiter.locked(&by_domain))
-        .or_else(|| limiter.locked(&by_user))
-    {
-        return Ok(Login::Locked(wait));
-    }
-    // Counted now, taken back if the login is right: attempts made at the same moment all
-    // count, however long the check takes.
-    let locking_ip = limiter.fail(&by_ip, limits.per_ip);
-    let locking_domain = limiter.fail(&by_domain, limits.per_domain);
-    let locking_user = limiter.fail(&by_user, limits.per_ip);
-    let domain = match state.store.domain(&domain_name).await {
-        Ok(d) => Some(d),
-        Err(provisor_store::StoreError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let user = match &domain {
-        Some(d) => match state.store.user(d.id, &username).await {
-            Ok(u) => Some(u),
-            Err(provisor_store::StoreError::NotFound(_)) => None,
+    let keys = [
+        (format!("guess-ip:{ip}"), limits.per_ip),
+        (format!("login-domain:{domain_name}"), limits.per_domain),
+        // Per user too (as many as per address), so guesses at one login from many
+        // addresses are limited.
+        (
+            format!("login-user:{}@{domain_name}", username.to_lowercase()),
+            limits.per_ip,
+        ),
+    ];
+    let lookup = async {
+        let domain = match state.store.domain(&domain_name).await {
+            Ok(d) => d,
+            Err(provisor_store::StoreError::NotFound(_)) => return Ok((None, None)),
             Err(e) => return Err(e.into()),
-        },
-        None => None,
+        };
+        let user = match state.store.user(domain.id, &username).await {
+            Ok(u) => u,
+            Err(provisor_store::StoreError::NotFound(_)) => return Ok((None, None)),
+            Err(e) => return Err(e.into()),
+        };
+        let hash = state.store.user_password_hash(domain.id, &username).await?;
+        Ok((hash, Some((domain, user))))
     };
-    let hash = match (&domain, &user) {
-        (Some(d), Some(_)) => state.store.user_password_hash(d.id, &username).await?,
-        _ => None,
-    };
-    let known = hash.is_some();
     let secret = provisor_domain::secret::SecretString::new(password);
-    let checked = secret.clone();
-    let matches = tokio::task::spawn_blocking(move || {
-        let hash = hash.unwrap_or_else(dummy_hash);
-        provisor_domain::password::verify(&checked, &hash)
-    })
-    .await?;
-    match (domain, user) {
-        (Some(domain), Some(user)) if known && matches => {
-            limiter.refund(&by_ip, limits.per_ip, locking_ip);
-            limiter.refund(&by_domain, limits.per_domain, locking_domain);
-            limiter.refund(&by_user, limits.per_ip, locking_user);
+    match limited_check(state, &keys, lookup, &secret).await? {
+        Err(wait) => Ok(Login::Locked(wait)),
+        Ok((true, Some((domain, user)))) => {
             let portal = Portal {
                 domain,
                 username,
@@ -233,7 +246,7 @@ pub async fn portal_login(
                 Login::Disabled(portal)
             })
         }
-        _ => {
+        Ok(_) => {
             state
                 .store
                 .record_audit(
@@ -244,6 +257,51 @@ pub async fn portal_login(
                 )
                 .await?;
             Ok(Login::Refused)
+        }
+    }
+}
+
+/// A console administrator signed in.
+pub struct AdminSignIn {
+    pub admin: provisor_store::Admin,
+    pub domain: Option<DomainId>,
+}
+
+/// Checks a console sign-in (administrator name, password) from `ip` under the same limits
+/// as portal logins: per address, and per name (as many as per address). `Err(wait)`:
+/// locked; `Ok(None)`: refused (unknown name or wrong password alike), and audited.
+pub async fn admin_login(
+    state: &AppState,
+    ip: &str,
+    name: &str,
+    password: &provisor_domain::secret::SecretString,
+) -> ApiResult<Result<Option<AdminSignIn>, std::time::Duration>> {
+    let limits = state.phones.options().code_limits;
+    let name = name.trim().to_lowercase();
+    let keys = [
+        (format!("guess-ip:{ip}"), limits.per_ip),
+        (format!("admin-login:{name}"), limits.per_ip),
+    ];
+    let lookup = async {
+        Ok(match state.store.admin_login(&name).await? {
+            Some(l) => (Some(l.password_hash), Some((l.admin, l.domain))),
+            None => (None, None),
+        })
+    };
+    match limited_check(state, &keys, lookup, password).await? {
+        Err(wait) => Ok(Err(wait)),
+        Ok((true, Some((admin, domain)))) => Ok(Ok(Some(AdminSignIn { admin, domain }))),
+        Ok(_) => {
+            state
+                .store
+                .record_audit(
+                    &Actor(format!("console:{ip}")),
+                    "login.refused",
+                    &format!("admin:{name}"),
+                    serde_json::json!({"ip": ip, "name": name}),
+                )
+                .await?;
+            Ok(Ok(None))
         }
     }
 }

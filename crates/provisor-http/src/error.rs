@@ -138,6 +138,11 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     pub fn forbidden(why: impl Into<String>) -> Self {
         ApiError::Forbidden(why.into())
     }

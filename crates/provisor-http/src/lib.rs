@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod firmware;
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         .merge(innovaphone::router(&innovaphone_path))
         .merge(phone::router(&base_path))
         .merge(softphone::router())
+        .merge(console::router())
         .merge(ops::router())
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(axum::middleware::from_fn_with_state(

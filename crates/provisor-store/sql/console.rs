@@ -249,7 +249,11 @@ impl ConsoleStore for SqlStore {
             (Some(id), _, _) => {
                 let mut q = QueryBuilder::<Db>::new(ADMIN_SELECT);
                 q.push(" WHERE a.id = ").push_bind(id);
-                match q.build_query_as::<AdminRow>().fetch_optional(&self.pool).await? {
+                match q
+                    .build_query_as::<AdminRow>()
+                    .fetch_optional(&self.pool)
+                    .await?
+                {
                     Some(r) => {
                         let l = r.login()?;
                         Some(Session::Admin {

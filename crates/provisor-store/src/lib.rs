@@ -111,6 +111,28 @@ impl PageRequest {
     }
 }
 
+/// Every item of a paged list, fetched page by page (largest pages).
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>>>,
+{
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = fetch(PageRequest {
+            limit: PageRequest::MAX_LIMIT,
+            after,
+        })
+        .await?;
+        after = page.next;
+        out.extend(page.items);
+        if after.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -822,8 +844,7 @@ pub trait ConsoleStore: Send + Sync {
     ) -> Result<Admin>;
     /// Every administrator, or a domain's.
     async fn list_admins(&self, scope: Option<DomainId>) -> Result<Vec<Admin>>;
-    async fn delete_admin(&self, actor: &Actor, scope: Option<DomainId>, name: &str)
-    -> Result<()>;
+    async fn delete_admin(&self, actor: &Actor, scope: Option<DomainId>, name: &str) -> Result<()>;
     /// Sets the password and ends the administrator's sessions.
     async fn set_admin_password(
         &self,

@@ -3,6 +3,9 @@
 //! helper per common API call so tests read as what a user does.
 #![forbid(unsafe_code)]
 
+mod browser;
+pub use browser::{Browser, csrf_in, form_body};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -111,20 +111,16 @@ pub struct QrQuery {
     format: Option<String>,
 }
 
-/// The QR code of `app`'s onboarding for the user; `password` (the self-service login's)
-/// is put in where the app's format takes it.
-async fn qr_for(
+/// The payload of `app`'s onboarding QR code for the user; `password` (the self-service
+/// login's) is put in where the app's format takes it.
+pub(crate) async fn qr_payload(
     st: &AppState,
     d: provisor_domain::model::DomainId,
     domain: &str,
     username: &str,
     app: &str,
     password: Option<&str>,
-    format: Option<String>,
-) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let format = crate::qr::Format::parse(format.as_deref().unwrap_or("svg"))
-        .ok_or_else(|| ApiError::BadRequest("format is svg or png".into()))?;
+) -> ApiResult<String> {
     let user = st.store.softphone_user(d, username).await?;
     let settings = provisor_domain::settings::merge(&user.layers);
     let setting = |key: &str| {
@@ -139,7 +135,7 @@ async fn qr_for(
     };
     let login = format!("{username}@{domain}");
     let enc = crate::url_component;
-    let payload = match app {
+    Ok(match app {
         "acrobits" => {
             let cloud = setting("acrobits_cloud_id")?;
             match password {
@@ -156,9 +152,30 @@ async fn qr_for(
         }
         "linphone" => crate::softphone::new_linphone(st, d, username).await?,
         _ => return Err(ApiError::NotFound("app")),
-    };
-    let image = crate::qr::render(&payload, format)
-        .ok_or_else(|| ApiError::BadRequest("the payload is too long for a QR code".into()))?;
+    })
+}
+
+/// `payload` as a QR code image in `format`.
+pub(crate) fn qr_image(payload: &str, format: crate::qr::Format) -> ApiResult<Vec<u8>> {
+    crate::qr::render(payload, format)
+        .ok_or_else(|| ApiError::BadRequest("the payload is too long for a QR code".into()))
+}
+
+/// The QR code of `app`'s onboarding for the user, as an image response.
+async fn qr_for(
+    st: &AppState,
+    d: provisor_domain::model::DomainId,
+    domain: &str,
+    username: &str,
+    app: &str,
+    password: Option<&str>,
+    format: Option<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let format = crate::qr::Format::parse(format.as_deref().unwrap_or("svg"))
+        .ok_or_else(|| ApiError::BadRequest("format is svg or png".into()))?;
+    let payload = qr_payload(st, d, domain, username, app, password).await?;
+    let image = qr_image(&payload, format)?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, format.content_type()),

@@ -6,6 +6,7 @@
 //! own domain; operator-only routes call `require_operator`.
 
 mod accounts;
+pub(crate) mod admins;
 mod audit;
 mod bulk;
 mod categories;
@@ -14,14 +15,14 @@ mod devices;
 mod domains;
 mod firmware;
 mod innovaphone;
-mod installs;
+pub(crate) mod installs;
 mod jobs;
-mod portal;
+pub(crate) mod portal;
 mod provisioning;
 mod rollouts;
 mod templates;
 mod tokens;
-mod users;
+pub(crate) mod users;
 mod webhooks;
 
 use std::sync::Arc;
@@ -147,6 +148,9 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(bulk::export))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(admins::list, admins::create))
+        .routes(routes!(admins::delete))
+        .routes(routes!(admins::set_password))
         .routes(routes!(audit::list))
         .split_for_parts();
     let doc = Arc::new(doc);

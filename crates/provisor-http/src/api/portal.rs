@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use provisor_domain::code::IssuedCode;
-use provisor_store::PageRequest;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,31 +18,18 @@ pub struct ProvisioningCategory {
 }
 
 /// Every category of the domain, page by page (a domain has few).
-async fn provisioning_categories(st: &AppState, p: &Portal) -> ApiResult<Vec<String>> {
-    let mut names = Vec::new();
-    let mut after = None;
-    loop {
-        let page = st
-            .store
-            .list_categories(
-                p.domain.id,
-                PageRequest {
-                    limit: PageRequest::MAX_LIMIT,
-                    after,
-                },
-            )
-            .await?;
-        names.extend(
-            page.items
-                .iter()
-                .filter(|c| c.provisioning)
-                .map(|c| c.name.clone()),
-        );
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(names),
-        }
-    }
+pub(crate) async fn provisioning_categories(
+    st: &AppState,
+    d: provisor_domain::model::DomainId,
+) -> ApiResult<Vec<String>> {
+    Ok(
+        provisor_store::all_pages(|p| st.store.list_categories(d, p))
+            .await?
+            .into_iter()
+            .filter(|c| c.provisioning)
+            .map(|c| c.name)
+            .collect(),
+    )
 }
 
 /// The categories a user may put a new phone in (those marked `provisioning`).
@@ -55,7 +41,7 @@ pub async fn categories(
     p: Portal,
 ) -> ApiResult<Json<Vec<ProvisioningCategory>>> {
     Ok(Json(
-        provisioning_categories(&st, &p)
+        provisioning_categories(&st, p.domain.id)
             .await?
             .into_iter()
             .map(|name| ProvisioningCategory { name })
@@ -80,18 +66,30 @@ pub async fn create_code(
     p: Portal,
     Json(req): Json<SelfCodeRequest>,
 ) -> ApiResult<(StatusCode, Json<IssuedCode>)> {
-    if !provisioning_categories(&st, &p)
+    let issued = own_code(&st, &p.actor(), p.domain.id, &p.username, &req.category).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// A code a user asked for themselves: only in one of the domain's provisioning categories.
+pub(crate) async fn own_code(
+    st: &AppState,
+    actor: &provisor_domain::model::Actor,
+    d: provisor_domain::model::DomainId,
+    username: &str,
+    category: &str,
+) -> ApiResult<IssuedCode> {
+    if !provisioning_categories(st, d)
         .await?
-        .contains(&req.category)
+        .iter()
+        .any(|c| c == category)
     {
         return Err(ApiError::Invalid(provisor_domain::Invalid::new(
             "category",
             "not a provisioning category of the domain (see /api/v1/self/categories)",
         )));
     }
-    let issued = st
+    Ok(st
         .store
-        .create_code(&p.actor(), p.domain.id, Some(&req.category), &p.username)
-        .await?;
-    Ok((StatusCode::CREATED, Json(issued)))
+        .create_code(actor, d, Some(category), username)
+        .await?)
 }

@@ -42,6 +42,37 @@ pub async fn list(
     ))
 }
 
+/// The domain a new grant of `role` (a token, a console administrator) is limited to, if
+/// `p` may make it: operators make any, a domain admin only domain admins of their domain.
+pub(super) async fn grant_scope(
+    st: &AppState,
+    p: &Principal,
+    role: Role,
+    domain: Option<&str>,
+) -> ApiResult<Option<provisor_domain::model::DomainId>> {
+    match (role, domain) {
+        (Role::Operator, None) => {
+            p.require_operator()?;
+            Ok(None)
+        }
+        (Role::Operator, Some(_)) => Err(provisor_domain::Invalid::new(
+            "domain",
+            "an operator is not limited to a domain",
+        )
+        .into()),
+        (Role::DomainAdmin, None) => {
+            Err(provisor_domain::Invalid::new("domain", "a domain admin needs a domain").into())
+        }
+        (Role::DomainAdmin, Some(name)) => {
+            let domain = st.store.domain(&name.to_ascii_lowercase()).await?;
+            if p.domain.is_some_and(|own| own != domain.id) {
+                return Err(ApiError::NotFound("domain"));
+            }
+            Ok(Some(domain.id))
+        }
+    }
+}
+
 /// Creates a token. A domain admin may create domain-admin tokens for their own domain.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewTokenRequest,
     responses((status = 201, body = CreatedToken), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
@@ -51,33 +82,7 @@ pub async fn create(
     Json(req): Json<NewTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let name = names::text("name", &req.name, 100)?;
-    let domain = match (req.role, req.domain.as_deref()) {
-        (Role::Operator, None) => {
-            p.require_operator()?;
-            None
-        }
-        (Role::Operator, Some(_)) => {
-            return Err(provisor_domain::Invalid::new(
-                "domain",
-                "an operator token is not limited to a domain",
-            )
-            .into());
-        }
-        (Role::DomainAdmin, None) => {
-            return Err(provisor_domain::Invalid::new(
-                "domain",
-                "a domain-admin token needs a domain",
-            )
-            .into());
-        }
-        (Role::DomainAdmin, Some(name)) => {
-            let domain = st.store.domain(&name.to_ascii_lowercase()).await?;
-            if p.domain.is_some_and(|own| own != domain.id) {
-                return Err(ApiError::NotFound("domain"));
-            }
-            Some(domain.id)
-        }
-    };
+    let domain = grant_scope(&st, &p, req.role, req.domain.as_deref()).await?;
     let (info, secret) = issue_token(st.store.as_ref(), &p.actor, &name, req.role, domain).await?;
     Ok((
         StatusCode::CREATED,

@@ -12,6 +12,7 @@ use provisor_domain::{Mac, csv, password};
 use provisor_store::{DeviceDetail, PageRequest, Store, StoreError, device_detail, issue_token};
 use serde::Serialize;
 
+mod admins;
 mod jobs;
 mod templates;
 
@@ -77,6 +78,9 @@ pub enum Command {
     Device(DeviceCmd),
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Console administrators (web console sign-in).
+    #[command(subcommand)]
+    Admin(admins::AdminCmd),
     #[command(subcommand)]
     Code(CodeCmd),
     #[command(subcommand)]
@@ -375,13 +379,7 @@ async fn innovaphone(store: &dyn Store, cmd: InnovaphoneCmd, out: &Output) -> an
         } => {
             let d = store.domain(&domain).await?;
             let read = |p: Option<PathBuf>| -> anyhow::Result<Option<Option<SecretString>>> {
-                p.map(|p| {
-                    let text = std::fs::read_to_string(&p)
-                        .with_context(|| format!("reading {}", p.display()))?;
-                    let line = text.lines().next().unwrap_or("").to_owned();
-                    Ok((!line.is_empty()).then(|| SecretString::new(line)))
-                })
-                .transpose()
+                p.map(|p| secret_file(&p)).transpose()
             };
             let patch = provisor_domain::innovaphone::InnovaphonePatch {
                 app_password: read(app_password_file)?,
@@ -641,6 +639,15 @@ impl Output {
     }
 }
 
+/// The first line of a file holding a secret (so it stays out of the process list and
+/// shell history); `None` if it is empty.
+fn secret_file(path: &std::path::Path) -> anyhow::Result<Option<SecretString>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").to_owned();
+    Ok((!line.is_empty()).then(|| SecretString::new(line)))
+}
+
 fn actor() -> Actor {
     Actor(format!(
         "cli:{}",
@@ -675,25 +682,12 @@ fn device_text(d: &Device) -> String {
 }
 
 /// Every page of a list, for commands that print all of it.
-async fn all<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
+async fn all<T, F, Fut>(fetch: F) -> anyhow::Result<Vec<T>>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = provisor_store::Result<provisor_store::Page<T>>>,
 {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = fetch(PageRequest {
-            limit: PageRequest::MAX_LIMIT,
-            after,
-        })
-        .await?;
-        after = page.next;
-        out.extend(page.items);
-        if after.is_none() {
-            return Ok(out);
-        }
-    }
+    Ok(provisor_store::all_pages(fetch).await?)
 }
 
 async fn firmware(
@@ -793,6 +787,7 @@ async fn admin(
         }
         Command::Innovaphone(cmd) => innovaphone(store, cmd, out).await,
         Command::Job(cmd) => jobs::job(store, cmd, out).await,
+        Command::Admin(cmd) => admins::admin(store, cmd, out).await,
         Command::Migrate => out.show(&serde_json::json!({"migrated": store.backend()}), || {
             format!("{} database is up to date", store.backend())
         }),

@@ -5,6 +5,7 @@ mod auto;
 mod bulk;
 mod cli;
 mod codes;
+mod console;
 mod firmware;
 mod innovaphone;
 mod isolation;
