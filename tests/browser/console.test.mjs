@@ -229,6 +229,16 @@ test("a rollout hands out codes, tracks Pending → Registered and downloads as 
   const bob = rows.find((row) => row[0] === "bob");
   assert.deepEqual([bob[2], bob[4], bob[5]], [bobCode, "Registered", "001565aabb02"]);
   assert.equal(rows.find((row) => row[0] === "carol")[4], "Pending");
+  // A firmware job for the domain's T54W phones, half of them first.
+  await page.goto(`${base}/console/d/${DOMAIN}/jobs`);
+  await page.selectOption('select[name="kind"]', "software");
+  await page.fill('input[name="models"]', "T54W");
+  await page.fill('input[name="url"]', "https://firmware.example.com/t54w-96.86.0.110.rom");
+  await page.fill('input[name="version"]', "96.86.0.110");
+  await page.fill('input[name="percent"]', "50");
+  await page.click(`form[action$="/jobs"] button`);
+  assert.match(await page.textContent("table"), /firmware 96\.86\.0\.110/);
+  await shot(page, "11-console-jobs");
   await page.goto(`${base}/console/d/${DOMAIN}/audit`);
   await shot(page, "09-console-audit");
   await page.goto(`${base}/console`);

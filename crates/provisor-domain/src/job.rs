@@ -588,3 +588,28 @@ pub fn runs_version(reported: &str, target: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// A configuration job's parameters from `key=value` pairs, as the CLI and the console take
+/// them: for `codecs` a comma-separated list, for `custom` a JSON value where one parses.
+pub fn params_of<'a>(
+    config_type: Option<&str>,
+    pairs: impl IntoIterator<Item = &'a str>,
+) -> Result<serde_json::Value, Invalid> {
+    let mut out = serde_json::Map::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(Invalid::new(
+                "params",
+                format!("takes key=value, not '{p}'"),
+            ));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let value = match config_type {
+            Some("codecs") => serde_json::json!(v.split(',').map(str::trim).collect::<Vec<_>>()),
+            Some("custom") => serde_json::from_str(v).unwrap_or_else(|_| serde_json::json!(v)),
+            _ => serde_json::json!(v),
+        };
+        out.insert(k.to_owned(), value);
+    }
+    Ok(serde_json::Value::Object(out))
+}

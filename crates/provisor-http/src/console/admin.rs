@@ -49,6 +49,8 @@ pub fn router() -> Router<AppState> {
             get(rollouts).post(create_rollout),
         )
         .route("/console/d/{domain}/rollouts/{id}", get(rollout))
+        .route("/console/d/{domain}/jobs", get(jobs).post(create_job))
+        .route("/console/d/{domain}/webhooks", get(webhooks))
         .route("/console/d/{domain}/audit", get(audit))
 }
 
@@ -802,5 +804,127 @@ async fn audit(
             a.ctx(Some(&d), "audit"),
             context! { entries => rows, next => entries.next },
         ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Update jobs
+
+async fn jobs(State(st): State<AppState>, a: Signed, Path(name): Path<String>) -> PageResult {
+    let d = a.domain(&st, &name).await?;
+    let list: Vec<_> = st
+        .store
+        .list_jobs(d.id)
+        .await?
+        .into_iter()
+        .rev()
+        .map(|(job, progress)| {
+            let what = match &job.payload {
+                provisor_domain::job::Payload::Software { version, .. } => {
+                    format!("firmware {version}")
+                }
+                provisor_domain::job::Payload::Config { config_type, .. } => {
+                    format!("{config_type} settings")
+                }
+            };
+            let total = progress.pending + progress.offered + progress.applied + progress.failed;
+            context! { job, progress, what, total }
+        })
+        .collect();
+    let categories: Vec<_> = categories_of(&st, d.id)
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let firmware: Vec<_> = st
+        .store
+        .list_firmware()
+        .await?
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    page(
+        "jobs.html",
+        with(
+            a.ctx(Some(&d), "jobs"),
+            context! { jobs => list, categories, firmware },
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct JobForm {
+    kind: String,
+    category: Option<String>,
+    #[serde(default)]
+    models: String,
+    firmware: Option<String>,
+    url: Option<String>,
+    version: Option<String>,
+    config_type: Option<String>,
+    /// `key=value`, one per line.
+    #[serde(default)]
+    params: String,
+    #[serde(default)]
+    percent: String,
+}
+
+async fn create_job(
+    State(st): State<AppState>,
+    a: Signed,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    let d = a.domain(&st, &name).await?;
+    let f: JobForm = a.form(&body)?;
+    let back = format!("{}/jobs", domain_path(&d));
+    let fail = |e: PageError| e.back(back.clone());
+    let percent: u8 = match f.percent.trim() {
+        "" => 100,
+        p => p
+            .parse()
+            .map_err(|_| fail(PageError::bad("percent: a number from 1 to 100")))?,
+    };
+    let software = f.kind == "software";
+    let config_type = filled(&f.config_type).filter(|_| !software);
+    let params = provisor_domain::job::params_of(
+        config_type,
+        f.params.lines().map(str::trim).filter(|l| !l.is_empty()),
+    )
+    .map_err(|e| fail(e.into()))?;
+    let models: Vec<&str> = f
+        .models
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    let new: provisor_domain::job::NewJob = serde_json::from_value(json!({
+        "kind": f.kind, "category": filled(&f.category), "models": models,
+        "firmware": filled(&f.firmware).filter(|_| software), "url": filled(&f.url).filter(|_| software),
+        "version": filled(&f.version).filter(|_| software),
+        "config_type": config_type, "params": params, "percent": percent,
+    }))
+    .map_err(|e| fail(PageError::bad(e.to_string())))?;
+    let spec = new.validate().map_err(|e| fail(e.into()))?;
+    st.store
+        .create_job(a.actor(), d.id, &spec)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    Ok(see(&back))
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhooks
+
+async fn webhooks(State(st): State<AppState>, a: Signed, Path(name): Path<String>) -> PageResult {
+    let d = a.domain(&st, &name).await?;
+    let mut hooks = Vec::new();
+    for w in st.store.list_webhooks(d.id).await? {
+        let deliveries = st.store.deliveries(d.id, w.id, 20).await?;
+        hooks.push(context! { w, deliveries });
+    }
+    page(
+        "webhooks.html",
+        with(a.ctx(Some(&d), "webhooks"), context! { hooks }),
     )
 }

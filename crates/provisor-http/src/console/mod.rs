@@ -130,6 +130,8 @@ fn environment() -> &'static Environment<'static> {
             "rollouts.html",
             "rollout.html",
             "audit.html",
+            "jobs.html",
+            "webhooks.html",
             "self.html",
             "self_code.html",
             "self_app.html",

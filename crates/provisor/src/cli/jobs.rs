@@ -1,7 +1,6 @@
 //! `provisor job …`: update jobs (firmware and configuration rollouts) and their progress,
 //! made and checked exactly as the API does.
 
-use anyhow::bail;
 use clap::Subcommand;
 use provisor_domain::job::{Job, JobPatch, JobState, NewJob, ProgressCounts};
 use provisor_store::Store;
@@ -101,19 +100,10 @@ fn line(job: &Job, p: &ProgressCounts) -> String {
 }
 
 fn params(config_type: Option<&str>, given: &[String]) -> anyhow::Result<Value> {
-    let mut out = serde_json::Map::new();
-    for p in given {
-        let Some((k, v)) = p.split_once('=') else {
-            bail!("--param takes key=value, not '{p}'");
-        };
-        let value = match config_type {
-            Some("codecs") => json!(v.split(',').map(str::trim).collect::<Vec<_>>()),
-            Some("custom") => serde_json::from_str(v).unwrap_or_else(|_| json!(v)),
-            _ => json!(v),
-        };
-        out.insert(k.to_owned(), value);
-    }
-    Ok(Value::Object(out))
+    Ok(provisor_domain::job::params_of(
+        config_type,
+        given.iter().map(String::as_str),
+    )?)
 }
 
 pub async fn job(store: &dyn Store, cmd: JobCmd, out: &Output) -> anyhow::Result<()> {

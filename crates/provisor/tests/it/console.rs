@@ -348,6 +348,46 @@ async fn forms(app: TestApp) {
             .starts_with("user,display_name,code,valid_until,state,mac")
     );
     assert!(csv.text.contains("alice,Alice,"));
+    // A settings job through its form, listed with its progress; webhooks with their log.
+    b.get(&format!("{d}/jobs")).await;
+    let job = b
+        .post(
+            &format!("{d}/jobs"),
+            &[
+                ("kind", "config"),
+                ("config_type", "ntp"),
+                ("params", "server=ntp.acme.example\n"),
+                ("percent", "100"),
+                ("version", "ignored"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&job), format!("{d}/jobs"), "{}", job.text);
+    let jobs = b.get(&format!("{d}/jobs")).await;
+    assert!(
+        jobs.text.contains("ntp settings") && jobs.text.contains("all devices"),
+        "{}",
+        jobs.text
+    );
+    let bad = b
+        .post(
+            &format!("{d}/jobs"),
+            &[("kind", "software"), ("percent", "100")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    app.post(
+        &format!("/api/v1/domains/{DOMAIN}/webhooks"),
+        json!({"url": "http://127.0.0.1:9/hook"}),
+    )
+    .await
+    .expect(201);
+    let hooks = b.get(&format!("{d}/webhooks")).await;
+    assert!(
+        hooks.text.contains("127.0.0.1:9") && hooks.text.contains("Nothing delivered yet"),
+        "{}",
+        hooks.text
+    );
     // What the admin did is in the audit log under their name.
     let audit = b.get(&format!("{d}/audit")).await;
     assert!(audit.text.contains("admin:root") && audit.text.contains("device.create"));
