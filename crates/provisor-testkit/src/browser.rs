@@ -30,6 +30,20 @@ impl Browser {
         }
     }
 
+    /// A browser of the installation's HTTPS listener (trusting its self-signed
+    /// certificate).
+    pub fn over_https(app: &TestApp) -> Browser {
+        Browser {
+            client: app.https_client_with(
+                None,
+                reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()),
+            ),
+            base: app.https_base.clone().expect("HTTPS configured"),
+            cookies: Mutex::new(HashMap::new()),
+            csrf: Mutex::new(None),
+        }
+    }
+
     /// The cookies this browser would send to `path`, as a `Cookie` header value.
     pub fn cookie_header(&self, path: &str) -> String {
         let cookies = self.cookies.lock().unwrap();

@@ -447,9 +447,18 @@ impl TestApp {
     /// An HTTPS client trusting the self-signed certificate this installation made, with
     /// `identity` (PEM certificate and key) as its client certificate if given.
     pub fn https_client(&self, identity: Option<&str>) -> reqwest::Client {
+        self.https_client_with(identity, reqwest::Client::builder())
+    }
+
+    /// `https_client` made from `builder` (for other settings, such as redirects).
+    pub fn https_client_with(
+        &self,
+        identity: Option<&str>,
+        builder: reqwest::ClientBuilder,
+    ) -> reqwest::Client {
         let pem = std::fs::read(self.config.data_dir.join("tls-self-signed.crt"))
             .expect("the self-signed certificate");
-        let mut builder = reqwest::Client::builder()
+        let mut builder = builder
             .use_rustls_tls()
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"));
         if let Some(identity) = identity {

@@ -481,3 +481,30 @@ async fn self_service(app: TestApp) {
     .expect(200);
     assert_eq!(location(&b.get("/self").await), "/self/signin");
 }
+
+fn self_signed(c: &mut Config) {
+    c.tls_self_signed = true;
+}
+
+both!(
+    console_cookies_are_secure_over_https,
+    over_https,
+    super::self_signed
+);
+async fn over_https(app: TestApp) {
+    admin(&app, "root", None).await;
+    let b = Browser::over_https(&app);
+    let signin = b.get("/console/signin").await;
+    assert!(
+        set_cookies(&signin).iter().all(|c| c.contains("; Secure")),
+        "{:?}",
+        set_cookies(&signin)
+    );
+    let ok = b.sign_in("/console", "root", PASSWORD).await;
+    let session = set_cookies(&ok)
+        .into_iter()
+        .find(|c| c.starts_with("provisor_console="))
+        .expect("a session cookie");
+    assert!(session.contains("; Secure"), "{session}");
+    assert_eq!(b.get("/console").await.status, 200);
+}
