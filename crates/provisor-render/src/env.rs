@@ -258,7 +258,26 @@ impl Renderer {
         source: &str,
     ) -> Result<(), TemplateProblem> {
         let name = format!("{vendor}/{template}");
-        stored::check(&self.stored, &name, source)?;
+        // Compiled on a thread with the render threads' room (the caller's may have little).
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("stored-check".into())
+                .stack_size(16 * 1024 * 1024)
+                .spawn_scoped(scope, || stored::check(&self.stored, &name, source))
+                .map_err(|e| TemplateProblem {
+                    line: 1,
+                    column: 1,
+                    message: format!("the template cannot be checked now: {e}"),
+                })?
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(TemplateProblem {
+                        line: 1,
+                        column: 1,
+                        message: "the template cannot be compiled".into(),
+                    })
+                })
+        })?;
         for context in stored::trial_contexts(vendor) {
             self.render_stored(vendor, template, source, context)?;
         }

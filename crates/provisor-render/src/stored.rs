@@ -185,6 +185,10 @@ pub(crate) fn text(value: &Value) -> Result<std::borrow::Cow<'_, str>, TemplateE
 
 /// How deep lists and maps are written.
 const MAX_DEPTH: usize = 16;
+/// Most tokens one `{{ }}` or `{% %}` tag may hold. minijinja's compiler recurses once per
+/// unary operator, filter, attribute or `+` of a chain and limits only brackets: without
+/// this a long run of them overflows the compiling thread's stack.
+const MAX_TAG_TOKENS: usize = 256;
 
 /// A list of at most `MAX_RANGE` items.
 fn capped_items(list: Value, what: &str) -> Result<Value, TemplateError> {
@@ -519,7 +523,18 @@ fn tokens(source: &str) -> Result<(), TemplateProblem> {
         message: message.to_owned(),
     };
     let mut depth = 0usize;
+    let mut in_tag = 0usize;
     for (i, (token, span)) in all.iter().enumerate() {
+        match token {
+            Token::VariableStart | Token::BlockStart => in_tag = 0,
+            _ => in_tag += 1,
+        }
+        if in_tag > MAX_TAG_TOKENS {
+            return Err(at(
+                span,
+                "a tag holds more than 256 parts; split it up (e.g. with {% set %})",
+            ));
+        }
         match token {
             Token::ParenOpen | Token::BracketOpen | Token::BraceOpen => depth += 1,
             Token::ParenClose | Token::BracketClose | Token::BraceClose => {
