@@ -141,7 +141,7 @@ fn configure(env: &mut Environment<'static>, quoted: Vec<String>) {
     // Escaped for XML whatever the file's name says (imported templates whose text is XML).
     // Line breaks as character references, so the value stays on its line in any file.
     env.add_filter("xml", |value: Value| {
-        let text = crate::stored::text(&value)?;
+        let text = crate::stored::escapable_text(&value, "the text to escape")?;
         let mut escaped = String::with_capacity(text.len());
         xml_escape(&text, &mut escaped);
         let escaped = escaped.replace('\r', "&#13;").replace('\n', "&#10;");

@@ -173,6 +173,19 @@ fn too_large(what: &str) -> TemplateError {
     )
 }
 
+/// A value as text for a filter that makes it longer (escaping): refused beyond
+/// `MAX_VALUE` bytes, so a chain of such filters cannot grow a value without end.
+pub(crate) fn escapable_text<'a>(
+    value: &'a Value,
+    what: &str,
+) -> Result<std::borrow::Cow<'a, str>, TemplateError> {
+    let t = text(value)?;
+    if t.len() > MAX_VALUE {
+        return Err(too_large(what));
+    }
+    Ok(t)
+}
+
 /// A value as text, refused beyond `MAX_VALUE` bytes before it is built.
 pub(crate) fn text(value: &Value) -> Result<std::borrow::Cow<'_, str>, TemplateError> {
     if let Some(s) = value.as_str() {
@@ -385,7 +398,10 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
         if v.is_safe() {
             return Ok(v);
         }
-        filters::escape(state, &Value::from(text(&v)?.into_owned()))
+        filters::escape(
+            state,
+            &Value::from(escapable_text(&v, "the text to escape")?.into_owned()),
+        )
     };
     env.add_filter("e", escape);
     env.add_filter("escape", escape);

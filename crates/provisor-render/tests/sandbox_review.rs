@@ -117,7 +117,6 @@ fn upload_check_of_deeply_nested_expressions_does_not_abort_the_process() {
 // and the `xml` filter's output is not capped. Ten `| xml` turn 15 KB into 600 KB;
 // 16,000 of them (64 KB of source, within the fuel) into ~1 GB, with quadratic work.
 #[test]
-#[ignore = "open finding of the fifth sandbox review (issue 3): remove this line with the fix"]
 fn xml_filter_chain_is_capped() {
     let source = format!("{AMPERSANDS}{{{{ a{} | length }}}}", chain(" | xml", 10));
     let result = renderer().render_stored("yealink", "mac.cfg", &source, ctx());
@@ -132,7 +131,6 @@ fn xml_filter_chain_is_capped() {
 // FINDING: same through the escape filter in an XML file: `string` drops the safe mark,
 // so every `e` escapes again.
 #[test]
-#[ignore = "open finding of the fifth sandbox review (issue 3): remove this line with the fix"]
 fn escape_filter_chain_is_capped_in_xml_files() {
     let source = format!(
         "<a>{AMPERSANDS}{{{{ a{} | length }}}}</a>",
