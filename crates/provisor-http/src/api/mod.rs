@@ -19,7 +19,7 @@ pub(crate) mod installs;
 mod jobs;
 pub(crate) mod portal;
 mod provisioning;
-mod rollouts;
+pub(crate) mod rollouts;
 mod templates;
 mod tokens;
 pub(crate) mod users;

@@ -66,22 +66,34 @@ pub async fn get(
     d: InDomain,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (id, csv) = match id.strip_suffix(".csv") {
-        Some(id) => (id, true),
-        None => (id.as_str(), false),
-    };
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound("rollout"))?;
+    let (id, csv) = rollout_id(&id).ok_or(ApiError::NotFound("rollout"))?;
     let (rollout, entries) = st.store.rollout(d.id(), id).await?;
     if csv {
-        let disposition = format!("attachment; filename=\"rollout-{id}.csv\"");
-        return Ok((
-            [
-                (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (CONTENT_DISPOSITION, disposition),
-            ],
-            rollout_csv(&entries),
-        )
-            .into_response());
+        return Ok(csv_answer(id, &entries));
     }
     Ok(Json(RolloutView { rollout, entries }).into_response())
+}
+
+/// A rollout's id as a path gives it: `12`, or `12.csv` for its CSV.
+pub(crate) fn rollout_id(text: &str) -> Option<(i64, bool)> {
+    let (id, csv) = match text.strip_suffix(".csv") {
+        Some(id) => (id, true),
+        None => (text, false),
+    };
+    id.parse().ok().map(|id| (id, csv))
+}
+
+/// The rollout's list as a CSV download.
+pub(crate) fn csv_answer(id: i64, entries: &[RolloutEntry]) -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"rollout-{id}.csv\""),
+            ),
+        ],
+        rollout_csv(entries),
+    )
+        .into_response()
 }

@@ -130,10 +130,7 @@ async fn signin(
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> PageResult {
-    if let Some(r) = super::signed_in_redirect(&st, CONSOLE, &headers).await? {
-        return Ok(r);
-    }
-    signin_page(CONSOLE, &headers, peer.tls, None, StatusCode::OK)
+    super::signin_get(&st, CONSOLE, &headers, peer.tls).await
 }
 
 async fn signin_post(
@@ -643,7 +640,7 @@ async fn device(
                     .replace("{MAC}", &mac.to_upper())
                     .replace("{model}", &model)
             })
-            .filter(|f| st.phones.preview(p, f, false).is_ok())
+            .filter(|f| st.phones.fetches(p, f))
             .collect(),
         None => Vec::new(),
     };
@@ -739,29 +736,12 @@ async fn rollout(
     Path((name, id)): Path<(String, String)>,
 ) -> PageResult {
     let d = a.domain(&st, &name).await?;
-    let (id, csv) = match id.strip_suffix(".csv") {
-        Some(id) => (id, true),
-        None => (id.as_str(), false),
-    };
-    let id: i64 = id.parse().map_err(|_| PageError::not_found())?;
+    let (id, csv) = crate::api::rollouts::rollout_id(&id).ok_or_else(PageError::not_found)?;
     let (r, entries) = st.store.rollout(d.id, id).await?;
     if csv {
-        return Ok(super::no_store(
-            (
-                [
-                    (
-                        axum::http::header::CONTENT_TYPE,
-                        "text/csv; charset=utf-8".to_owned(),
-                    ),
-                    (
-                        axum::http::header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"rollout-{id}.csv\""),
-                    ),
-                ],
-                provisor_domain::code::rollout_csv(&entries),
-            )
-                .into_response(),
-        ));
+        return Ok(super::no_store(crate::api::rollouts::csv_answer(
+            id, &entries,
+        )));
     }
     let entries: Vec<_> = entries
         .iter()

@@ -332,19 +332,18 @@ fn set_cookie(realm: Realm, name: &str, value: Option<&str>, tls: bool) -> Heade
 
 /// The CSRF token of a secret (a session's cookie, or a sign-in form's): an HMAC of it,
 /// so it is never stored and cannot be made without the cookie.
-fn csrf_of(secret: &str) -> String {
+fn csrf_mac(secret: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(b"provisor console csrf");
-    hex::encode(mac.finalize().into_bytes())
+    mac
+}
+
+fn csrf_of(secret: &str) -> String {
+    hex::encode(csrf_mac(secret).finalize().into_bytes())
 }
 
 fn csrf_matches(secret: &str, presented: &str) -> bool {
-    let Ok(bytes) = hex::decode(presented) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(b"provisor console csrf");
-    mac.verify_slice(&bytes).is_ok()
+    hex::decode(presented).is_ok_and(|bytes| csrf_mac(secret).verify_slice(&bytes).is_ok())
 }
 
 #[derive(Deserialize)]
@@ -489,14 +488,12 @@ fn signin_form(realm: Realm, headers: &HeaderMap, body: &[u8]) -> Result<SignIn,
     form(&secret, body).map_err(|e| e.back(format!("{}/signin", realm.path)))
 }
 
-async fn signed_in_redirect(
-    st: &AppState,
-    realm: Realm,
-    headers: &HeaderMap,
-) -> Result<Option<Response>, PageError> {
-    Ok(session_of(st, realm, headers)
-        .await?
-        .map(|_| see(realm.path)))
+/// The realm's sign-in page, or its home for a browser that is signed in already.
+async fn signin_get(st: &AppState, realm: Realm, headers: &HeaderMap, tls: bool) -> PageResult {
+    if session_of(st, realm, headers).await?.is_some() {
+        return Ok(see(realm.path));
+    }
+    signin_page(realm, headers, tls, None, StatusCode::OK)
 }
 
 /// A domain the signed-in administrator may see: operators any, a domain admin only their

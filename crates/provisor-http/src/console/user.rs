@@ -84,10 +84,7 @@ async fn signin(
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> PageResult {
-    if let Some(r) = super::signed_in_redirect(&st, SELF, &headers).await? {
-        return Ok(r);
-    }
-    signin_page(SELF, &headers, peer.tls, None, StatusCode::OK)
+    super::signin_get(&st, SELF, &headers, peer.tls).await
 }
 
 async fn signin_post(

@@ -1253,30 +1253,46 @@ impl Phones {
     }
 
     /// What `device` would get for `file`, for its admins; secrets masked unless `reveal`.
+    /// Whether the device's phone fetches a file named `file` (a preview can show it).
+    pub fn fetches(&self, device: &PhoneDevice, file: &str) -> bool {
+        self.preview_target(device, file).is_some()
+    }
+
+    /// What a preview of `file` for the device renders: a stored file of its own, or the
+    /// catalog's device or common file of that name (for this MAC).
+    fn preview_target<'c, 'd>(
+        &'c self,
+        device: &'d PhoneDevice,
+        file: &str,
+    ) -> Option<Target<'c, 'd>> {
+        if let Some(t) = self.extra(device, file, None) {
+            return Some(t);
+        }
+        match self.detect_for(device, file, None) {
+            Detection::Found(f)
+                if f.mac.is_none_or(|m| m == device.mac)
+                    && matches!(f.rule.kind, FileKind::Device | FileKind::Common) =>
+            {
+                let t = Target::from_found(f);
+                Some(if t.kind == FileKind::Device {
+                    t.for_device(device)
+                } else {
+                    t
+                })
+            }
+            _ => None,
+        }
+    }
+
     pub fn preview(
         &self,
         device: &PhoneDevice,
         file: &str,
         reveal: bool,
     ) -> Result<Preview, PreviewError> {
-        let no_such_file = || PreviewError::NoSuchFile(file.to_owned());
-        let target = match self.extra(device, file, None) {
-            Some(t) => t,
-            None => match self.detect_for(device, file, None) {
-                Detection::Found(f)
-                    if f.mac.is_none_or(|m| m == device.mac)
-                        && matches!(f.rule.kind, FileKind::Device | FileKind::Common) =>
-                {
-                    let t = Target::from_found(f);
-                    if t.kind == FileKind::Device {
-                        t.for_device(device)
-                    } else {
-                        t
-                    }
-                }
-                _ => return Err(no_such_file()),
-            },
-        };
+        let target = self
+            .preview_target(device, file)
+            .ok_or_else(|| PreviewError::NoSuchFile(file.to_owned()))?;
         let detected = detected(&target, Some(device.mac), Some(device));
         let mut context = if target.kind == FileKind::Device {
             Context::for_device(device, Some(target.vendor), &detected, self.own_url(device))
