@@ -42,9 +42,11 @@ pub struct Renderer {
     env: Environment<'static>,
     /// For templates stored by admins: limited (see `stored`).
     stored: std::sync::Arc<Environment<'static>>,
-    /// Stored renders running now (each on a thread of its own), and the templates that ran
-    /// out of time (by digest of vendor, name and source): refused from then on.
-    running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Stored renders waited for now, their threads alive (each rendering has a thread of
+    /// its own), and the templates that ran out of time (by digest of vendor, name and
+    /// source): refused from then on.
+    waited: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     deadline: std::time::Duration,
     too_slow: std::sync::Mutex<std::collections::HashSet<String>>,
     catalog: Catalog,
@@ -194,7 +196,8 @@ impl Renderer {
         Ok(Self {
             env,
             stored: std::sync::Arc::new(stored),
-            running: Default::default(),
+            waited: Default::default(),
+            threads: Default::default(),
             deadline: stored::DEADLINE,
             too_slow: Default::default(),
             catalog: vendors.catalog,
@@ -341,9 +344,9 @@ impl Renderer {
     }
 
     /// Renders a stored template (checked by `check_stored` when it was stored) under the
-    /// limits of stored templates, on a thread of its own within `stored::DEADLINE`: one
-    /// that takes longer is refused from then on (until it is stored again, changed), and at
-    /// most `stored::RUNNING` run at once, so slow templates hold a bounded share of the CPU.
+    /// limits of stored templates, on a thread of its own, given up after the deadline
+    /// (see `stored`): one that takes longer is refused from then on (until it is stored
+    /// again, changed).
     pub fn render_stored(
         &self,
         vendor: &str,
@@ -351,7 +354,8 @@ impl Renderer {
         source: &str,
         mut context: Context,
     ) -> Result<Rendered, TemplateProblem> {
-        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
         let refuse = |message: String| TemplateProblem {
             line: 1,
             column: 1,
@@ -364,38 +368,39 @@ impl Renderer {
                 self.deadline.as_millis()
             )));
         }
-        // A place among the renderings running, waited for up to the deadline.
+        // A place among the renderings waited for, and a thread, waited for up to the
+        // deadline. The place is this call's; the thread's count goes down when it ends.
         let started = std::time::Instant::now();
-        loop {
-            if self.running.fetch_add(1, Ordering::SeqCst) < stored::RUNNING {
-                break;
+        let (place, thread) = loop {
+            let place = Place::take(&self.waited, stored::RUNNING);
+            let thread = place
+                .as_ref()
+                .and_then(|_| Place::take(&self.threads, stored::THREADS));
+            if let (Some(place), Some(thread)) = (place, thread) {
+                break (place, thread);
             }
-            self.running.fetch_sub(1, Ordering::SeqCst);
             if started.elapsed() >= self.deadline {
                 return Err(refuse(
                     "too many stored templates are being rendered; try again".into(),
                 ));
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        };
         let warnings = fit_lines(&mut context);
-        let (env, running) = (self.stored.clone(), self.running.clone());
+        let env = self.stored.clone();
         let name = format!("{vendor}/{template}");
         let source = source.to_owned();
+        let given_up = Arc::new(AtomicBool::new(false));
+        let flag = given_up.clone();
         let (tx, rx) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("stored-template".into())
             // Room for what the checks allow (values at most 16 deep) and then some.
             .stack_size(16 * 1024 * 1024)
             .spawn(move || {
-                // Gives the place back however the rendering ends (a panic too).
-                struct Place(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-                impl Drop for Place {
-                    fn drop(&mut self) {
-                        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                }
-                let _place = Place(running);
+                // Given back however the rendering ends (a panic too).
+                let _thread = thread;
+                stored::stop_when(flag);
                 let result = (|| {
                     let compiled = env
                         .template_from_named_str(&name, &source)
@@ -407,14 +412,14 @@ impl Renderer {
                     Ok(String::from_utf8_lossy(&out.0).into_owned())
                 })();
                 let _ = tx.send(result);
-            });
-        if spawned.is_err() {
-            self.running.fetch_sub(1, Ordering::SeqCst);
-            return Err(refuse("no thread for the template".into()));
-        }
-        match rx.recv_timeout(self.deadline) {
+            })
+            .map_err(|_| refuse("no thread for the template".into()))?;
+        let outcome = rx.recv_timeout(self.deadline);
+        drop(place);
+        match outcome {
             Ok(result) => Ok(self.finish(vendor, result?, warnings)),
             Err(_) => {
+                given_up.store(true, Ordering::Relaxed);
                 if let Ok(mut slow) = self.too_slow.lock() {
                     slow.insert(key);
                 }
@@ -424,6 +429,11 @@ impl Renderer {
                 )))
             }
         }
+    }
+
+    /// Render threads of stored templates alive now (given-up ones still stopping too).
+    pub fn stored_threads(&self) -> usize {
+        self.threads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The vendor's line endings.
@@ -436,6 +446,26 @@ impl Renderer {
             body = body.replace("\r\n", "\n").replace('\n', "\r\n");
         }
         Rendered { body, warnings }
+    }
+}
+
+/// One of a bounded number of places (a counter below its limit), given back when dropped.
+struct Place(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Place {
+    fn take(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        if count.fetch_add(1, Ordering::SeqCst) < limit {
+            return Some(Self(count.clone()));
+        }
+        count.fetch_sub(1, Ordering::SeqCst);
+        None
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -19,10 +19,12 @@
 //!   16 levels deep;
 //! - a fuel budget (instructions) and a recursion limit;
 //!
-//! - each rendering runs on a thread of its own and is given up after [`DEADLINE`]; a
-//!   template that took that long is refused from then on (until it is stored again), and
-//!   at most [`RUNNING`] run at once, so a slow template holds at most that many cores for
-//!   at most the time its fuel allows, once.
+//! - each rendering runs on a thread of its own and is given up after [`DEADLINE`]: its
+//!   caller gets an error at once, and the thread stops at its next value or write; a
+//!   template that took that long is refused from then on (until it is stored again). At
+//!   most [`RUNNING`] renderings are waited for at once, and at most [`THREADS`] render
+//!   threads live at once (given-up ones included), so slow templates hold a bounded share
+//!   of the CPU and cannot keep other domains' templates from being rendered.
 //! - at most [`MAX_OUTPUT`] bytes of output.
 //!
 //! Upload also catches what would otherwise fail only when a phone asks: every name a
@@ -48,6 +50,8 @@ const FUEL: u64 = 20_000;
 /// How long one rendering of a stored template may take, and how many run at once.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_millis(2000);
 pub const RUNNING: usize = 4;
+/// Render threads alive at once, given-up ones still stopping included.
+pub const THREADS: usize = 4 * RUNNING;
 const RECURSION: usize = 16;
 
 /// What is wrong with a template, and where (1-based line and column).
@@ -186,8 +190,43 @@ pub(crate) fn escapable_text<'a>(
     Ok(t)
 }
 
-/// A value as text, refused beyond `MAX_VALUE` bytes before it is built.
+std::thread_local! {
+    /// Set on a render thread: raised when the rendering is given up at its deadline.
+    static GIVEN_UP: std::cell::RefCell<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes this thread's rendering stop at its next value or write once `flag` is raised.
+pub(crate) fn stop_when(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    GIVEN_UP.with(|g| *g.borrow_mut() = Some(flag));
+}
+
+fn given_up() -> bool {
+    GIVEN_UP.with(|g| {
+        g.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    })
+}
+
+/// Refuses to go on with a rendering that has been given up. Checked wherever a value
+/// becomes text and wherever output is written, so a given-up rendering stops within one
+/// filter call instead of running on to the end of its fuel.
+fn go_on() -> Result<(), TemplateError> {
+    if given_up() {
+        return Err(TemplateError::new(
+            ErrorKind::InvalidOperation,
+            "the rendering was given up at its deadline",
+        ));
+    }
+    Ok(())
+}
+
+/// A value as text, refused beyond `MAX_VALUE` bytes before it is built. (A string is
+/// taken as it is: the context's values are bounded where they are stored, and everything
+/// that makes text longer is capped where it does.)
 pub(crate) fn text(value: &Value) -> Result<std::borrow::Cow<'_, str>, TemplateError> {
+    go_on()?;
     if let Some(s) = value.as_str() {
         return Ok(std::borrow::Cow::Borrowed(s));
     }
@@ -205,6 +244,7 @@ const MAX_TAG_TOKENS: usize = 256;
 
 /// A list of at most `MAX_RANGE` items.
 fn capped_items(list: Value, what: &str) -> Result<Value, TemplateError> {
+    go_on()?;
     if list.len().is_some_and(|n| n > MAX_RANGE) {
         return Err(TemplateError::new(
             ErrorKind::InvalidOperation,
@@ -586,15 +626,10 @@ fn tokens(source: &str) -> Result<(), TemplateProblem> {
                     "`+` takes a whole number on its right in stored templates, as in `n + 1`",
                 )
             }
-            Token::ParenOpen
-                if literal_position(all.get(i.wrapping_sub(1)).map(|t| &t.0).filter(|_| i > 0))
-                    && tuple(&all[i..]) =>
-            {
+            Token::ParenOpen if literal_position(&all[..i]) && tuple(&all[i..]) => {
                 Some("tuples are not available in stored templates")
             }
-            Token::BracketOpen | Token::BraceOpen
-                if literal_position(all.get(i.wrapping_sub(1)).map(|t| &t.0).filter(|_| i > 0)) =>
-            {
+            Token::BracketOpen | Token::BraceOpen if literal_position(&all[..i]) => {
                 (!constant_literal(&all[i..])).then_some(
                     "a list or map built from values is not available in stored templates \
                      (constant ones, and the context's, are fine)",
@@ -609,9 +644,20 @@ fn tokens(source: &str) -> Result<(), TemplateProblem> {
     Ok(())
 }
 
-/// Whether a `[` or `{` after `previous` starts a literal (rather than a subscript).
-fn literal_position(previous: Option<&minijinja::machinery::Token<'_>>) -> bool {
+/// Whether a `[` or `{` after the tokens `before` starts a literal (rather than a
+/// subscript): after an operator or keyword, and after a test's name (`is eq [...]`).
+fn literal_position(
+    before: &[(minijinja::machinery::Token<'_>, minijinja::machinery::Span)],
+) -> bool {
     use minijinja::machinery::Token;
+    let previous = before.last().map(|t| &t.0);
+    let test_name = matches!(
+        before.len().checked_sub(2).map(|i| &before[i].0),
+        Some(Token::Ident("is" | "not"))
+    );
+    if test_name {
+        return true;
+    }
     if let Some(Token::Ident(word)) = previous {
         return matches!(
             *word,
@@ -726,6 +772,19 @@ pub(crate) fn check(
     }
     let not_here = |what: &str| format!("{what} is not available in stored templates");
     let mut previous: Option<&Instruction<'_>> = None;
+    // Where jumps land: a value whose instructions are followed by a landing place may come
+    // from elsewhere (`(x or 1)` ends in `LoadConst 1`, but `x` jumps past it).
+    let landings: BTreeSet<u32> = (0..instructions.len() as u32)
+        .filter_map(|idx| match instructions.get(idx)? {
+            Instruction::Jump(to)
+            | Instruction::JumpIfFalse(to)
+            | Instruction::JumpIfFalseOrPop(to)
+            | Instruction::JumpIfTrueOrPop(to)
+            | Instruction::Iterate(to) => Some(*to),
+            _ => None,
+        })
+        .collect();
+    let landed = |idx: usize| landings.contains(&(idx as u32));
     // Where the instructions making each constant value start: a list or map may only be
     // built from constants (and constant lists and maps).
     let mut constant_from: std::collections::HashMap<usize, usize> = Default::default();
@@ -746,6 +805,10 @@ pub(crate) fn check(
             let mut at = idx;
             let mut constant = true;
             for _ in 0..items {
+                if landed(at) {
+                    constant = false;
+                    break;
+                }
                 match at.checked_sub(1).and_then(|i| constant_from.get(&i)) {
                     Some(start) => at = *start,
                     None => {
@@ -801,7 +864,8 @@ pub(crate) fn check(
             )),
             // A built-in template, named as it is: it passes these checks itself.
             Instruction::Include(_)
-                if matches!(previous, Some(Instruction::LoadConst(v))
+                if !landed(idx)
+                    && matches!(previous, Some(Instruction::LoadConst(v))
                     if v.as_str().is_some_and(|n| env.get_template(n).is_ok())) =>
             {
                 None
@@ -872,6 +936,11 @@ pub(crate) struct Bounded(pub Vec<u8>);
 
 impl io::Write for Bounded {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if given_up() {
+            return Err(io::Error::other(
+                "the rendering was given up at its deadline",
+            ));
+        }
         if self.0.len() + buf.len() > MAX_OUTPUT {
             return Err(io::Error::other(format!(
                 "the output would be larger than {MAX_OUTPUT} bytes, the limit for stored templates"

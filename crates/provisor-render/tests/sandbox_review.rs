@@ -150,21 +150,21 @@ fn escape_filter_chain_is_capped_in_xml_files() {
     );
 }
 
-// FINDING: a rendering given up at its deadline keeps running (the thread is not
-// stopped, and fuel does not bound the work of one filter call), and keeps its place
+// FINDING (fixed): a rendering given up at its deadline kept running (the thread is not
+// stopped, and fuel does not bound the work of one filter call), and kept its place
 // among the `RUNNING` (4) renderings. Four uploads of slightly different templates (each
-// refused after 2 s) leave four threads that run for minutes to hours, and every other
-// domain's stored templates are refused with "too many stored templates are being
-// rendered" meanwhile.
+// refused after 2 s) left four threads running for minutes, and every other domain's
+// stored templates were refused with "too many stored templates are being rendered"
+// meanwhile. Now the place is the caller's, and a given-up thread stops at its next value.
 #[test]
-#[ignore = "open finding of the fifth sandbox review (issue 3): remove this line with the fix"]
 fn given_up_renderings_do_not_hold_the_render_slots() {
-    let r = renderer().with_stored_deadline(Duration::from_millis(1500));
-    // 400 `| xml`: 93 s in a debug build when let run (200: 34 s); the source allows 16,000.
-    let slow = format!("{AMPERSANDS}{{{{ a{} | length }}}}", chain("|xml", 400));
+    let r = renderer().with_stored_deadline(Duration::from_millis(20));
+    // 1000 sorts and joins of 1000 numbers, within the fuel: a few hundred ms.
+    let slow = "{% for i in range(1000) %}{{ range(1000) | sort(reverse=true) | join(',') | length }}{% endfor %}";
     std::thread::scope(|s| {
         for n in 0..stored::RUNNING {
             let (r, t) = (&r, format!("{slow}{}", " ".repeat(n)));
+            // (Each a different template: one given up is refused from then on.)
             s.spawn(move || {
                 let p = r
                     .render_stored("yealink", "mac.cfg", &t, ctx())
@@ -174,14 +174,18 @@ fn given_up_renderings_do_not_hold_the_render_slots() {
         }
     });
     // Every slow rendering has been given up; an ordinary template gets a place.
-    let started = Instant::now();
     let plain = r.render_stored("yealink", "mac.cfg", "{{ device.mac }}", ctx());
-    assert!(
-        plain.is_ok(),
-        "after {:?}: {:?}",
-        started.elapsed(),
-        plain.map(|r| r.body)
-    );
+    assert!(plain.is_ok(), "{:?}", plain.map(|r| r.body));
+    // And the given-up threads stop (at their next value), rather than run to the end.
+    let since = Instant::now();
+    while r.stored_threads() > 0 {
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "{} render threads still run",
+            r.stored_threads()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -192,9 +196,8 @@ fn given_up_renderings_do_not_hold_the_render_slots() {
 // Bounded today (one value, consumed by the test), but the check is not sound.
 // ---------------------------------------------------------------------------------------
 
-// FINDING: both pass the upload check.
+// FINDING (fixed): these passed the upload check.
 #[test]
-#[ignore = "open finding of the fifth sandbox review (issue 3): remove this line with the fix"]
 fn lists_and_maps_with_a_jump_in_the_first_item_are_refused() {
     let r = renderer();
     for source in [
@@ -208,15 +211,14 @@ fn lists_and_maps_with_a_jump_in_the_first_item_are_refused() {
             "{source} is refused"
         );
     }
-    // What it does today: `lines[0:1] is eq [(lines[0] if lines else 1)]` renders
-    // `True`: the "constant" list holds lines[0].
+    // (As reviewed, `lines[0:1] is eq [(lines[0] if lines else 1)]` rendered `True`: the
+    // "constant" list held lines[0].)
 }
 
-// FINDING (low): the include check looks at the instruction before `Include`, so an
+// FINDING (low, fixed): the include check looks at the instruction before `Include`, so an
 // `or` or `if` gives a name from a value (only built-in templates exist in the stored
 // environment, so this reaches nothing new today).
 #[test]
-#[ignore = "open finding of the fifth sandbox review (issue 3): remove this line with the fix"]
 fn an_include_takes_only_a_literal_name() {
     let r = renderer();
     let source = "{% include (settings.tpl | default('') or 'yealink/mac.cfg') %}";

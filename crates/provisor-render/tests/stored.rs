@@ -369,8 +369,8 @@ fn the_third_review_is_refused_too() {
     refused_at(
         "{% if 1 is eq [device.mac, device.mac] %}{% endif %}",
         1,
-        12,
-        "tuple",
+        15,
+        "built from values",
     );
     refused_at("{% with p = lines %}{% endwith %}", 1, 1, "`with`");
     let deep = format!("{{{{ {}1{} }}}}", "[".repeat(20), "]".repeat(20));
