@@ -246,6 +246,42 @@ test("a rollout hands out codes, tracks Pending → Registered and downloads as 
   await context.close();
 });
 
+test("a template is edited with a live preview and its problems at their line", async () => {
+  const page = await (await browser.newContext({ viewport: { width: 1360, height: 900 } })).newPage();
+  await signIn(page, "/console", "root", ADMIN_PASSWORD);
+  await page.goto(`${base}/console/d/${DOMAIN}/templates`);
+  await page.selectOption('select[name="template"]', "yealink/mac.cfg");
+  await page.click('form:has(select[name="template"]) button[type="submit"]');
+  const source = page.locator('textarea[name="source"]');
+  assert.match(await source.inputValue(), /account\.\{\{ line\.number \}\}\.user_name/, "starts from the built-in");
+  // A mistake: the live preview (script) shows it at its line, without a click.
+  await source.fill("#!version:1.0.0.1\naccount.1.label = {{ lines[0].label | frobnicate }}\n");
+  await page.waitForSelector("[data-problem]:not([hidden])");
+  assert.match(await page.textContent("[data-problem]"), /Line 2, column \d+:.*frobnicate/);
+  await shot(page, "13-console-template-problem");
+  // Fixed, previewed for the real phone: its lines, passwords masked.
+  await page.fill('input[name="mac"]', "00:15:65:aa:bb:01");
+  await source.fill("#!version:1.0.0.1\n{% for line in lines %}account.{{ line.number }}.user_name = {{ line.sip_user }}\naccount.{{ line.number }}.password = {{ line.password }}\n{% endfor %}");
+  await page.waitForFunction(() => document.querySelector("[data-output]").textContent.includes("account.2.user_name = 202"));
+  const out = await page.textContent("[data-output]");
+  assert.match(out, /account\.1\.password = \*{8}/);
+  assert.ok(!out.includes("sip-secret-201"), "the preview masks the SIP password");
+  await page.click('button[value="save"]');
+  await page.waitForSelector(".notice");
+  await shot(page, "12-console-template");
+  // The phone's file now comes from it (the device page's preview says so).
+  await page.goto(`${base}/console/d/${DOMAIN}/devices/001565aabb01?file=001565aabb01.cfg`);
+  const preview = await page.textContent("section.preview");
+  assert.match(preview, /account\.2\.user_name = 202/);
+  assert.ok(!preview.includes("sip_server"), "the built-in template is replaced");
+  // Removed again: the built-in is back.
+  await page.goto(`${base}/console/d/${DOMAIN}/templates`);
+  await page.click("td.mono a");
+  await page.click('button[value="delete"]');
+  assert.match(await page.textContent("main"), /No stored templates/);
+  await page.context().close();
+});
+
 test("a domain admin cannot open another domain's device by URL", async () => {
   await api("POST", "/api/v1/domains", { name: "other.example" });
   await api("POST", "/api/v1/domains/other.example/devices", { mac: "001565cc0001" });

@@ -87,6 +87,13 @@ fn xml_escape(text: &str, out: &mut String) {
     }
 }
 
+/// The `xml` filter's text: escaped for XML, line breaks as character references.
+pub(crate) fn xml_value(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    xml_escape(text, &mut escaped);
+    escaped.replace('\r', "&#13;").replace('\n', "&#10;")
+}
+
 /// Writes a value as its output format needs (see the crate documentation).
 fn format_value(
     out: &mut Output<'_>,
@@ -142,12 +149,10 @@ fn configure(env: &mut Environment<'static>, quoted: Vec<String>) {
     env.set_formatter(format_value);
     // Escaped for XML whatever the file's name says (imported templates whose text is XML).
     // Line breaks as character references, so the value stays on its line in any file.
+    // (Stored templates have their own, capped.)
     env.add_filter("xml", |value: Value| {
-        let text = crate::stored::escapable_text(&value, "the text to escape")?;
-        let mut escaped = String::with_capacity(text.len());
-        xml_escape(&text, &mut escaped);
-        let escaped = escaped.replace('\r', "&#13;").replace('\n', "&#10;");
-        Ok::<_, TemplateError>(Value::from_safe_string(escaped))
+        let text = crate::stored::text(&value)?;
+        Ok::<_, TemplateError>(Value::from_safe_string(xml_value(&text)))
     });
     // `https://h/p/` → `https` and `h/p/`, for vendors that take them apart.
     env.add_filter("url_scheme", |url: String| {
@@ -281,8 +286,10 @@ impl Renderer {
                     })
                 })
         })?;
+        // (A trial that runs out of time is not remembered: the sample device is every
+        // upload's, and the time may be the machine's load.)
         for context in stored::trial_contexts(vendor) {
-            self.render_stored(vendor, template, source, context)?;
+            self.render_limited(vendor, template, source, context, false)?;
         }
         Ok(())
     }
@@ -352,17 +359,35 @@ impl Renderer {
         vendor: &str,
         template: &str,
         source: &str,
+        context: Context,
+    ) -> Result<Rendered, TemplateProblem> {
+        self.render_limited(vendor, template, source, context, true)
+    }
+
+    /// `render_stored`; a rendering that runs out of time is remembered (for its device:
+    /// another device's rendering of the same source, in another domain perhaps, is not
+    /// refused for it) when `remember`.
+    fn render_limited(
+        &self,
+        vendor: &str,
+        template: &str,
+        source: &str,
         mut context: Context,
+        remember: bool,
     ) -> Result<Rendered, TemplateProblem> {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc::RecvTimeoutError;
         let refuse = |message: String| TemplateProblem {
             line: 1,
             column: 1,
             message,
         };
-        let key = provisor_domain::token::digest(&format!("{vendor}\0{template}\0{source}"));
-        if self.too_slow.lock().is_ok_and(|s| s.contains(&key)) {
+        let key = provisor_domain::token::digest(&format!(
+            "{}\0{vendor}\0{template}\0{source}",
+            context.device.mac
+        ));
+        if remember && self.too_slow.lock().is_ok_and(|s| s.contains(&key)) {
             return Err(refuse(format!(
                 "the template took longer than {} ms before; store it again, changed",
                 self.deadline.as_millis()
@@ -418,10 +443,18 @@ impl Renderer {
         drop(place);
         match outcome {
             Ok(result) => Ok(self.finish(vendor, result?, warnings)),
-            Err(_) => {
+            // The thread ended without an answer: it panicked (a fault of the engine,
+            // not of the template's time).
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(refuse("the template failed while it was rendered".into()))
+            }
+            Err(RecvTimeoutError::Timeout) => {
                 given_up.store(true, Ordering::Relaxed);
-                if let Ok(mut slow) = self.too_slow.lock() {
-                    slow.insert(key);
+                match self.too_slow.lock() {
+                    Ok(mut slow) if remember => {
+                        slow.insert(key);
+                    }
+                    _ => {}
                 }
                 Err(refuse(format!(
                     "the template takes longer than {} ms, the limit for stored templates",

@@ -15,13 +15,18 @@
 //! - only the filters, tests and functions listed here; every conversion of a value to
 //!   text (printing, `string`, `join`, `replace`, the string filters) is refused beyond
 //!   [`MAX_VALUE`] bytes before it is built, `range` gives at most [`MAX_RANGE`] items;
-//! - `list`, `sort`, `unique` take at most [`MAX_RANGE`] items, values are written at most
-//!   16 levels deep;
+//! - the filters that go through a list (or a text's characters) — `list`, `sort`,
+//!   `unique`, `select`, `reject`, `selectattr`, `rejectattr`, `max`, `min` — take at most
+//!   [`MAX_RANGE`] items, so one filter call does bounded work; `xml` and `escape` are
+//!   capped on what they make as well as on what they take; values are written at most 16
+//!   levels deep; a template assigns at most 128 variables, so what a rendering keeps is
+//!   bounded too;
 //! - a fuel budget (instructions) and a recursion limit;
 //!
 //! - each rendering runs on a thread of its own and is given up after [`DEADLINE`]: its
-//!   caller gets an error at once, and the thread stops at its next value or write; a
-//!   template that took that long is refused from then on (until it is stored again). At
+//!   caller gets an error at once, and the thread stops at its next value, write or `in`
+//!   test; a template that took that long for a device is refused for that device from
+//!   then on (until it is stored again; not for an upload's trial, nor for a panic). At
 //!   most [`RUNNING`] renderings are waited for at once, and at most [`THREADS`] render
 //!   threads live at once (given-up ones included), so slow templates hold a bounded share
 //!   of the CPU and cannot keep other domains' templates from being rendered.
@@ -351,14 +356,40 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
         let list = filters::list(state, v)?;
         capped_items(list, "list")
     });
-    env.add_filter("max", filters::max);
-    env.add_filter("min", filters::min);
-    env.add_filter("reject", filters::reject);
-    env.add_filter("rejectattr", filters::rejectattr);
+    // Filters that go through a list (or a text's characters) take at most `MAX_RANGE`
+    // items: one call does bounded work, and what it keeps is bounded.
+    macro_rules! capped_picks {
+        ($($name:literal => $f:path),+) => {$(
+            env.add_filter(
+                $name,
+                |state: &minijinja::State, v: Value, test: Option<String>, args: Rest<Value>| {
+                    $f(state, capped_items(v, $name)?, test.map(Into::into), args)
+                },
+            );
+        )+};
+        (attr $($name:literal => $f:path),+) => {$(
+            env.add_filter(
+                $name,
+                |state: &minijinja::State,
+                 v: Value,
+                 attr: String,
+                 test: Option<String>,
+                 args: Rest<Value>| {
+                    $f(state, capped_items(v, $name)?, attr.into(), test.map(Into::into), args)
+                },
+            );
+        )+};
+    }
+    capped_picks!("reject" => filters::reject, "select" => filters::select);
+    capped_picks!(attr "rejectattr" => filters::rejectattr, "selectattr" => filters::selectattr);
     env.add_filter("reverse", filters::reverse);
     env.add_filter("round", filters::round);
-    env.add_filter("select", filters::select);
-    env.add_filter("selectattr", filters::selectattr);
+    env.add_filter("max", |state: &minijinja::State, v: Value| {
+        filters::max(state, capped_items(v, "max")?)
+    });
+    env.add_filter("min", |state: &minijinja::State, v: Value| {
+        filters::min(state, capped_items(v, "min")?)
+    });
     env.add_filter(
         "sort",
         |state: &minijinja::State, v: Value, kwargs: minijinja::value::Kwargs| {
@@ -438,11 +469,22 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
         if v.is_safe() {
             return Ok(v);
         }
-        filters::escape(
+        let escaped = filters::escape(
             state,
             &Value::from(escapable_text(&v, "the text to escape")?.into_owned()),
-        )
+        )?;
+        if escaped.len().is_some_and(|n| n > MAX_VALUE) {
+            return Err(too_large("the escaped text"));
+        }
+        Ok(escaped)
     };
+    env.add_filter("xml", |v: Value| {
+        let escaped = crate::env::xml_value(&escapable_text(&v, "the text to escape")?);
+        if escaped.chars().count() > MAX_VALUE {
+            return Err(too_large("the escaped text"));
+        }
+        Ok(Value::from_safe_string(escaped))
+    });
     env.add_filter("e", escape);
     env.add_filter("escape", escape);
     env.add_filter("zpad", zpad);
@@ -495,7 +537,14 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_test("le", tests::is_le);
     env.add_test("gt", tests::is_gt);
     env.add_test("ge", tests::is_ge);
-    env.add_test("in", tests::is_in);
+    // (Run once per item by `select` and `reject`: a given-up rendering stops here too.)
+    env.add_test(
+        "in",
+        |state: &minijinja::State, v: &Value, other: &Value| {
+            go_on()?;
+            tests::is_in(state, v, other)
+        },
+    );
     env.add_test("startingwith", tests::is_startingwith);
     env.add_test("endingwith", tests::is_endingwith);
     env
@@ -644,6 +693,15 @@ fn tokens(source: &str) -> Result<(), TemplateProblem> {
     Ok(())
 }
 
+/// Most variables (`set`, loop variables) a stored template assigns: what a rendering keeps
+/// is at most this many values, each bounded.
+const MAX_STORES: usize = 128;
+
+fn stores_seen(stores: &mut usize) -> usize {
+    *stores += 1;
+    *stores
+}
+
 /// Whether a `[` or `{` after the tokens `before` starts a literal (rather than a
 /// subscript): after an operator or keyword, and after a test's name (`is eq [...]`).
 fn literal_position(
@@ -772,6 +830,7 @@ pub(crate) fn check(
     }
     let not_here = |what: &str| format!("{what} is not available in stored templates");
     let mut previous: Option<&Instruction<'_>> = None;
+    let mut stores = 0usize;
     // Where jumps land: a value whose instructions are followed by a landing place may come
     // from elsewhere (`(x or 1)` ends in `LoadConst 1`, but `x` jumps past it).
     let landings: BTreeSet<u32> = (0..instructions.len() as u32)
@@ -834,6 +893,10 @@ pub(crate) fn check(
                      are fine)",
                 ))
             }
+            Instruction::StoreLocal(_) if stores_seen(&mut stores) > MAX_STORES => Some(format!(
+                "a stored template assigns at most {MAX_STORES} variables (`set` and loop \
+                 variables)"
+            )),
             Instruction::PushWith => Some(not_here("`with` blocks")),
             Instruction::MergeKwargs(_) => Some(not_here("`**` keyword arguments")),
             Instruction::Mul | Instruction::Pow => Some(not_here(

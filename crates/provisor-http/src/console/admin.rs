@@ -55,7 +55,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A signed-in administrator.
-pub struct Signed {
+pub(super) struct Signed {
     principal: Principal,
     name: String,
     secret: String,
@@ -82,7 +82,7 @@ impl FromRequestParts<AppState> for Signed {
 }
 
 impl Signed {
-    fn actor(&self) -> &Actor {
+    pub(super) fn actor(&self) -> &Actor {
         &self.principal.actor
     }
 
@@ -91,7 +91,7 @@ impl Signed {
     }
 
     /// What every page shows of the administrator, and the CSRF token of its forms.
-    fn ctx(&self, domain: Option<&Domain>, section: &str) -> minijinja::Value {
+    pub(super) fn ctx(&self, domain: Option<&Domain>, section: &str) -> minijinja::Value {
         context! {
             me => context! {
                 name => self.name,
@@ -104,21 +104,21 @@ impl Signed {
         }
     }
 
-    fn form<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, PageError> {
+    pub(super) fn form<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, PageError> {
         super::form(&self.secret, body)
     }
 
-    async fn domain(&self, st: &AppState, name: &str) -> Result<Domain, PageError> {
+    pub(super) async fn domain(&self, st: &AppState, name: &str) -> Result<Domain, PageError> {
         visible_domain(st, self.principal.domain, name).await
     }
 }
 
 /// Page-specific values with the common context.
-fn with(base: minijinja::Value, more: minijinja::Value) -> minijinja::Value {
+pub(super) fn with(base: minijinja::Value, more: minijinja::Value) -> minijinja::Value {
     context! { ..more, ..base }
 }
 
-fn domain_path(d: &Domain) -> String {
+pub(super) fn domain_path(d: &Domain) -> String {
     format!("/console/d/{}", crate::url_component(&d.name))
 }
 
@@ -231,6 +231,26 @@ async fn create_domain(State(st): State<AppState>, a: Signed, body: Bytes) -> Pa
         .await
         .map_err(|e| PageError::from(e).back("/console"))?;
     Ok(see(&domain_path(&d)))
+}
+
+/// The names of a domain's categories, for a form's choice.
+pub(super) async fn category_names(st: &AppState, d: DomainId) -> Result<Vec<String>, PageError> {
+    Ok(categories_of(st, d)
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect())
+}
+
+/// The catalog's vendors (id and name), for a form's choice.
+pub(super) fn vendor_choices(st: &AppState) -> Vec<minijinja::Value> {
+    st.phones
+        .renderer()
+        .catalog()
+        .vendors()
+        .iter()
+        .map(|v| context! { id => v.id, name => v.name })
+        .collect()
 }
 
 /// Every category of a domain (a domain has few).
@@ -377,11 +397,7 @@ async fn user(
         )
         .await?;
     let installs = st.store.list_installs(d.id, &u.username).await?;
-    let categories: Vec<_> = categories_of(&st, d.id)
-        .await?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let categories = category_names(&st, d.id).await?;
     page(
         "user.html",
         with(
@@ -514,19 +530,8 @@ async fn devices(
     let next_query = next
         .as_ref()
         .map(|_| serde_urlencoded::to_string(&query).unwrap_or_default());
-    let categories: Vec<_> = categories_of(&st, d.id)
-        .await?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    let vendors: Vec<_> = st
-        .phones
-        .renderer()
-        .catalog()
-        .vendors()
-        .iter()
-        .map(|v| context! { id => v.id, name => v.name })
-        .collect();
+    let categories = category_names(&st, d.id).await?;
+    let vendors = vendor_choices(&st);
     page(
         "devices.html",
         with(
@@ -673,11 +678,7 @@ async fn rollouts(
 ) -> PageResult {
     let d = a.domain(&st, &name).await?;
     let list = st.store.list_rollouts(d.id, q.page(50)?).await?;
-    let categories: Vec<_> = categories_of(&st, d.id)
-        .await?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let categories = category_names(&st, d.id).await?;
     page(
         "rollouts.html",
         with(
@@ -811,11 +812,7 @@ async fn jobs(State(st): State<AppState>, a: Signed, Path(name): Path<String>) -
             context! { job, progress, what, total }
         })
         .collect();
-    let categories: Vec<_> = categories_of(&st, d.id)
-        .await?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let categories = category_names(&st, d.id).await?;
     let firmware: Vec<_> = st
         .store
         .list_firmware()

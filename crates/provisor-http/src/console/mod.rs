@@ -16,6 +16,7 @@
 //! domain's page is the same 404 as one that does not exist.
 
 mod admin;
+mod editor;
 mod user;
 
 use std::sync::OnceLock;
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/static/console.css", get(style))
         .route("/console/static/console.js", get(script))
         .merge(admin::router())
+        .merge(editor::router())
         .merge(user::router())
         .layer(axum::middleware::from_fn(same_origin))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
@@ -132,6 +134,8 @@ fn environment() -> &'static Environment<'static> {
             "audit.html",
             "jobs.html",
             "webhooks.html",
+            "templates.html",
+            "template.html",
             "self.html",
             "self_code.html",
             "self_app.html",
@@ -207,6 +211,10 @@ impl PageError {
 
     fn not_found() -> Self {
         ApiError::NotFound("page").into()
+    }
+
+    fn message(&self) -> &str {
+        &self.message
     }
 
     /// The same error, with a link back to `to`.

@@ -1284,6 +1284,39 @@ impl Phones {
         }
     }
 
+    /// What `source`, stored as `vendor`'s template `name`, would make: for `device` (one
+    /// of the vendor's phones), or for a sample phone with three lines; passwords masked.
+    /// Checked first as an upload is (`Renderer::storable`), so a problem has its line and
+    /// column. For the template editor's preview: the name it is stored under, and what it
+    /// makes.
+    pub fn try_template(
+        &self,
+        device: Option<&PhoneDevice>,
+        vendor: &str,
+        name: &str,
+        source: &str,
+    ) -> Result<(String, Rendered), provisor_render::Unstorable> {
+        let name = off_the_workers(|| self.renderer.storable(vendor, name, source))?;
+        let v = self.renderer.catalog().vendor(vendor);
+        let mut context = match (device, v) {
+            (Some(d), Some(v)) => {
+                let detected = Detected {
+                    vendor: v.id.clone(),
+                    model: v.canonical_model(&d.model),
+                    firmware: d.firmware.clone(),
+                    mac: Some(d.mac),
+                };
+                Context::for_device(d, Some(v), &detected, self.own_url(d))
+            }
+            _ => Context::sample(vendor, "", 3),
+        };
+        context.mask_secrets();
+        let rendered =
+            off_the_workers(|| self.renderer.render_stored(vendor, &name, source, context))
+                .map_err(provisor_render::Unstorable::Problem)?;
+        Ok((name, rendered))
+    }
+
     pub fn preview(
         &self,
         device: &PhoneDevice,

@@ -508,3 +508,189 @@ async fn over_https(app: TestApp) {
     assert!(session.contains("; Secure"), "{session}");
     assert_eq!(b.get("/console").await.status, 200);
 }
+
+fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, x)| (k.as_str(), x.as_str())).collect()
+}
+
+both!(console_templates_edit_check_preview_save, templates_editor);
+async fn templates_editor(app: TestApp) {
+    app.create_domain(DOMAIN).await;
+    app.create_domain("other.example").await;
+    app.device_with_two_lines(
+        DOMAIN,
+        "alice",
+        json!({"mac": "001565aabbcc", "vendor": "yealink", "model": "T54W"}),
+    )
+    .await;
+    app.create_device(
+        "other.example",
+        json!({"mac": "001565000001", "vendor": "yealink"}),
+    )
+    .await;
+    admin(&app, "ann", Some(DOMAIN)).await;
+    let b = Browser::new(&app);
+    b.sign_in("/console", "ann", PASSWORD).await;
+    let t = format!("/console/d/{DOMAIN}/templates");
+    let list = b.get(&t).await;
+    assert_eq!(list.status, 200);
+    assert!(list.text.contains("No stored templates"), "{}", list.text);
+    assert!(list.text.contains("yealink&#x2f;mac.cfg"), "{}", list.text);
+
+    // The editor starts from the built-in source.
+    let edit = b
+        .get(&format!("{t}/edit?template=yealink/mac.cfg&category="))
+        .await;
+    assert_eq!(edit.status, 200);
+    assert!(edit.text.contains("built-in"));
+    assert!(edit.text.contains("account.{{ line.number }}.user_name"));
+
+    // A problem is shown at its line and column, with the line marked; nothing stored.
+    let broken =
+        "#!version:1.0.0.1\n# fine\naccount.1.label = {{ lines[0].nosuch_filter | frobnicate }}\n";
+    let form = |source: &str, action: &str, mac: &str| {
+        vec![
+            ("vendor".to_owned(), "yealink".to_owned()),
+            ("name".to_owned(), "mac.cfg".to_owned()),
+            ("category".to_owned(), String::new()),
+            ("source".to_owned(), source.replace('\n', "\r\n")),
+            ("mac".to_owned(), mac.to_owned()),
+            ("action".to_owned(), action.to_owned()),
+        ]
+    };
+    let checked = b
+        .post(&format!("{t}/edit"), &pairs(&form(broken, "save", "")))
+        .await;
+    assert_eq!(checked.status, 422, "{}", checked.text);
+    assert!(checked.text.contains("Line 3, column"), "{}", checked.text);
+    assert!(checked.text.contains("frobnicate"));
+    assert!(checked.text.contains("class=\"here\""));
+    app.get(&format!(
+        "/api/v1/domains/{DOMAIN}/templates/yealink/mac.cfg"
+    ))
+    .await
+    .problem(404, "not-found");
+
+    // The live preview answers the same form with JSON: a problem with its place...
+    let live = b
+        .post(&format!("{t}/preview"), &pairs(&form(broken, "", "")))
+        .await;
+    assert_eq!(live.status, 200);
+    let answer: serde_json::Value = serde_json::from_str(&live.text).unwrap();
+    assert_eq!(answer["problem"]["line"], 3, "{answer}");
+    // ...or what the chosen phone receives, its passwords masked.
+    let good = "#!version:1.0.0.1\n{% for line in lines %}account.{{ line.number }}.user_name = {{ line.sip_user }}\naccount.{{ line.number }}.password = {{ line.password }}\n{% endfor %}";
+    let live = b
+        .post(
+            &format!("{t}/preview"),
+            &pairs(&form(good, "", "00:15:65:AA:BB:CC")),
+        )
+        .await;
+    let answer: serde_json::Value = serde_json::from_str(&live.text).unwrap();
+    let body = answer["body"].as_str().expect("a body");
+    assert!(body.contains("account.2.user_name = alice2"), "{body}");
+    assert!(body.contains("account.1.password = ********"), "{body}");
+    assert!(!body.contains("pw-alice"), "{body}");
+    // Another domain's phone is not there to preview with.
+    let theirs = b
+        .post(
+            &format!("{t}/preview"),
+            &pairs(&form(good, "", "001565000001")),
+        )
+        .await;
+    let answer: serde_json::Value = serde_json::from_str(&theirs.text).unwrap();
+    assert!(
+        answer["problem"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no device"),
+        "{answer}"
+    );
+    // Without the page's CSRF token: refused.
+    let forged = b
+        .post_raw(
+            &format!("{t}/preview"),
+            &[("vendor", "yealink"), ("name", "mac.cfg"), ("source", good)],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+
+    // Check (without script): the preview on the page; then save.
+    let shown = b
+        .post(
+            &format!("{t}/edit"),
+            &pairs(&form(good, "check", "001565aabbcc")),
+        )
+        .await;
+    assert_eq!(shown.status, 200);
+    assert!(
+        shown.text.contains("account.1.user_name = alice1"),
+        "{}",
+        shown.text
+    );
+    let saved = b
+        .post(
+            &format!("{t}/edit"),
+            &pairs(&form(good, "save", "001565aabbcc")),
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    assert!(location(&saved).contains("saved=1"));
+    let stored = app
+        .get(&format!(
+            "/api/v1/domains/{DOMAIN}/templates/yealink/mac.cfg"
+        ))
+        .await
+        .expect(200);
+    assert_eq!(
+        stored["source"], good,
+        "CR LF from the browser is stored as LF"
+    );
+    assert_eq!(stored["updated_by"], "admin:ann");
+    let after = b.get(location(&saved)).await;
+    assert!(after.text.contains("Saved."));
+    // The page shows what the chosen phone now gets.
+    assert!(
+        after.text.contains("account.1.user_name = alice1"),
+        "{}",
+        after.text
+    );
+    assert!(after.text.contains("account.1.password = ********"));
+    assert!(after.text.contains("stored"));
+    // The device page's preview now comes from it.
+    let dev = b
+        .get(&format!(
+            "/console/d/{DOMAIN}/devices/001565aabbcc?file=001565aabbcc.cfg"
+        ))
+        .await;
+    assert!(
+        dev.text.contains("account.2.user_name = alice2"),
+        "{}",
+        dev.text
+    );
+    assert!(
+        !dev.text.contains("sip_server"),
+        "the built-in template is replaced"
+    );
+    let listed = b.get(&t).await;
+    assert!(listed.text.contains("yealink · mac.cfg"));
+
+    // Removed: back to the built-in.
+    let removed = b
+        .post(&format!("{t}/edit"), &pairs(&form(good, "delete", "")))
+        .await;
+    assert_eq!(
+        (removed.status.as_u16(), location(&removed)),
+        (303, t.as_str())
+    );
+    app.get(&format!(
+        "/api/v1/domains/{DOMAIN}/templates/yealink/mac.cfg"
+    ))
+    .await
+    .problem(404, "not-found");
+    // Another domain's templates are not this admin's.
+    assert_eq!(
+        b.get("/console/d/other.example/templates").await.status,
+        404
+    );
+}

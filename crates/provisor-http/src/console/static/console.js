@@ -20,3 +20,53 @@
     tick();
   });
 })();
+// The template editor's live preview: the form is sent (CSRF token and all) to the preview
+// address a moment after each change; the answer is a problem or what the phone receives.
+(function () {
+  "use strict";
+  var form = document.querySelector("form.editor[data-preview]");
+  if (!form) { return; }
+  var problem = form.querySelector("[data-problem]");
+  var output = form.querySelector("[data-output]");
+  var warnings = form.querySelector("[data-warnings]");
+  var idle = form.querySelector("[data-idle]");
+  var timer = null, sent = 0;
+  function show(answer) {
+    if (idle) { idle.hidden = true; }
+    warnings.textContent = "";
+    problem.textContent = "";
+    if (answer.problem) {
+      var p = document.createElement("p");
+      p.className = "alert";
+      var where = document.createElement("strong");
+      where.textContent = answer.problem.line ? "Line " + answer.problem.line + ", column " + answer.problem.column + ": " : "";
+      p.appendChild(where);
+      p.appendChild(document.createTextNode(answer.problem.message));
+      problem.appendChild(p);
+      problem.hidden = false;
+      output.hidden = true;
+      return;
+    }
+    problem.hidden = true;
+    (answer.warnings || []).forEach(function (w) {
+      var el = document.createElement("p");
+      el.className = "warning";
+      el.textContent = w;
+      warnings.appendChild(el);
+    });
+    output.textContent = answer.body;
+    output.hidden = false;
+  }
+  function refresh() {
+    var mine = ++sent;
+    var body = new URLSearchParams(new FormData(form));
+    fetch(form.getAttribute("data-preview"), { method: "POST", body: body, credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (answer) { if (mine === sent) { show(answer); } })
+      .catch(function () {});
+  }
+  form.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 500);
+  });
+})();
