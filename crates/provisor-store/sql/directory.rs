@@ -563,15 +563,30 @@ impl UserStore for SqlStore {
         user_row(&mut *self.pool.acquire().await?, d, username).await
     }
 
-    async fn list_users(&self, d: DomainId, req: PageRequest) -> Result<Page<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLS} FROM users WHERE domain_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(d.0)
-        .bind(req.after.unwrap_or(0))
-        .bind(fetch_limit(req))
-        .fetch_all(&self.pool)
-        .await?;
+    async fn list_users(
+        &self,
+        d: DomainId,
+        search: Option<&str>,
+        req: PageRequest,
+    ) -> Result<Page<User>> {
+        let mut q = sqlx::QueryBuilder::<super::Db>::new(format!(
+            "SELECT {USER_COLS} FROM users WHERE domain_id = "
+        ));
+        q.push_bind(d.0)
+            .push(" AND id > ")
+            .push_bind(req.after.unwrap_or(0));
+        if let Some(search) = search {
+            let pattern = format!("%{}%", like_literal(&search.to_lowercase()));
+            q.push(" AND (LOWER(username) LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR LOWER(display_name) LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR LOWER(email) LIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(fetch_limit(req));
+        let rows: Vec<UserRow> = q.build_query_as().fetch_all(&self.pool).await?;
         Ok(page(rows.into_iter().map(User::from).collect(), req, |u| {
             u.id
         }))
@@ -776,4 +791,16 @@ impl UserStore for SqlStore {
         .ok_or(StoreError::NotFound("SIP account"))?;
         Ok(self.cipher.decrypt(&blob)?)
     }
+}
+
+/// `text` for a LIKE pattern with `\` as its escape: `%`, `_` and `\` match themselves.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -215,7 +215,14 @@ pub trait UserStore: Send + Sync {
         password_hash: Option<&str>,
     ) -> Result<User>;
     async fn user(&self, d: DomainId, username: &str) -> Result<User>;
-    async fn list_users(&self, d: DomainId, page: PageRequest) -> Result<Page<User>>;
+    /// The domain's users, by id; with `search`, those whose username, display name or
+    /// e-mail address holds it (ignoring case).
+    async fn list_users(
+        &self,
+        d: DomainId,
+        search: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<User>>;
     async fn update_user(
         &self,
         actor: &Actor,

@@ -355,7 +355,7 @@ pub async fn domain_crud(s: Arc<dyn Store>) {
     new_device(s, other.id, json!({"mac": "00:15:65:aa:bb:cc"})).await;
     let again = new_domain(s, "acme.example").await;
     assert!(
-        s.list_users(again.id, all())
+        s.list_users(again.id, None, all())
             .await
             .unwrap()
             .items
@@ -600,7 +600,7 @@ pub async fn user_crud(s: Arc<dyn Store>) {
     );
 
     let names: Vec<String> = s
-        .list_users(a, all())
+        .list_users(a, None, all())
         .await
         .unwrap()
         .items
@@ -608,7 +608,7 @@ pub async fn user_crud(s: Arc<dyn Store>) {
         .map(|u| u.username)
         .collect();
     assert_eq!(names, ["alice", "bob"]);
-    let (paged, sizes) = collect_pages(1, |p| s.list_users(a, p)).await;
+    let (paged, sizes) = collect_pages(1, |p| s.list_users(a, None, p)).await;
     assert_eq!(
         paged
             .iter()
@@ -618,6 +618,32 @@ pub async fn user_crud(s: Arc<dyn Store>) {
     );
     assert_eq!(sizes, [1, 1]);
 
+    // Searching: username, display name or e-mail, ignoring case; `%` and `_` are
+    // themselves, not wildcards.
+    let found = |search: &'static str| async move {
+        s.list_users(a, Some(search), all())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|u| u.username)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found("ALI").await, ["alice"]);
+    assert_eq!(found("alice z").await, ["alice"], "display name");
+    assert_eq!(found("o").await, ["bob"]);
+    assert!(found("%").await.is_empty() && found("_").await.is_empty());
+    let (paged, _) = collect_pages(1, |p| s.list_users(a, Some("b"), p)).await;
+    assert_eq!(paged.len(), 1);
+    assert!(
+        s.list_users(b, Some("bob"), all())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "another domain's users"
+    );
+
     // A deleted user's devices stay, without owner.
     new_device(s, a, json!({"mac": "001565000002", "user": "bob"})).await;
     s.delete_user(&actor(), a, "bob").await.unwrap();
@@ -625,7 +651,7 @@ pub async fn user_crud(s: Arc<dyn Store>) {
     expect_not_found(s.user_password_hash(a, "bob").await, "hash of deleted user");
     assert_eq!(s.device(a, mac("001565000002")).await.unwrap().user, None);
     let names: Vec<String> = s
-        .list_users(a, all())
+        .list_users(a, None, all())
         .await
         .unwrap()
         .items
@@ -1265,7 +1291,7 @@ pub async fn tenant_isolation(s: Arc<dyn Store>) {
         .collect();
     assert_eq!(cats, ["Lab"]);
     let users: Vec<String> = s
-        .list_users(b, all())
+        .list_users(b, None, all())
         .await
         .unwrap()
         .items
@@ -1415,7 +1441,13 @@ pub async fn deleted_domain_leaves_nothing_behind(s: Arc<dyn Store>) {
     );
 
     let new = new_domain(s, "new.example").await;
-    assert!(s.list_users(new.id, all()).await.unwrap().items.is_empty());
+    assert!(
+        s.list_users(new.id, None, all())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(
         s.list_accounts(new.id, None, all())
             .await
@@ -1925,7 +1957,7 @@ pub async fn import_creates_then_changes_nothing(s: Arc<dyn Store>) {
         }
     );
 
-    let users = s.list_users(a, all()).await.unwrap().items;
+    let users = s.list_users(a, None, all()).await.unwrap().items;
     let u: Vec<(&str, &str, &str, bool)> = users
         .iter()
         .map(|u| {
@@ -2016,7 +2048,7 @@ pub async fn import_creates_then_changes_nothing(s: Arc<dyn Store>) {
         "{again:?}"
     );
     assert_eq!(again, ImportSummary::default(), "nothing counts as changed");
-    assert_eq!(s.list_users(a, all()).await.unwrap().items, users);
+    assert_eq!(s.list_users(a, None, all()).await.unwrap().items, users);
     let accounts_again = s.list_accounts(a, None, all()).await.unwrap().items;
     let acc_again = account_fields(&accounts_again);
     assert_eq!(acc_again, acc);

@@ -58,13 +58,17 @@ pub async fn create(
     p: Principal,
     Json(req): Json<NewAdmin>,
 ) -> ApiResult<(StatusCode, Json<Admin>)> {
-    let domain = grant_scope(&st, &p, req.role, req.domain.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(add(&st, &p, req).await?)))
+}
+
+/// Adds an administrator within what `p` may grant (the API's and the console's way).
+pub async fn add(st: &AppState, p: &Principal, req: NewAdmin) -> ApiResult<Admin> {
+    let domain = grant_scope(st, p, req.role, req.domain.as_deref()).await?;
     let hash = console_password(req.password).await?;
-    let admin = st
+    Ok(st
         .store
         .create_admin(&p.actor, &req.name, req.role, domain, &hash)
-        .await?;
-    Ok((StatusCode::CREATED, Json(admin)))
+        .await?)
 }
 
 /// Sets an administrator's password; their sessions end.
@@ -77,11 +81,22 @@ pub async fn set_password(
     Path(name): Path<String>,
     Json(req): Json<NewPassword>,
 ) -> ApiResult<StatusCode> {
-    let hash = console_password(req.password).await?;
-    st.store
-        .set_admin_password(&p.actor, p.domain, &name.to_lowercase(), &hash)
-        .await?;
+    new_password(&st, &p, &name, req.password).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets administrator `name`'s password, within `p`'s scope.
+pub async fn new_password(
+    st: &AppState,
+    p: &Principal,
+    name: &str,
+    password: SecretString,
+) -> ApiResult<()> {
+    let hash = console_password(password).await?;
+    Ok(st
+        .store
+        .set_admin_password(&p.actor, p.domain, &name.to_lowercase(), &hash)
+        .await?)
 }
 
 /// Removes an administrator; their sessions end.

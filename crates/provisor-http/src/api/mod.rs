@@ -21,9 +21,9 @@ pub(crate) mod portal;
 mod provisioning;
 pub(crate) mod rollouts;
 mod templates;
-mod tokens;
+pub(crate) mod tokens;
 pub(crate) mod users;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 

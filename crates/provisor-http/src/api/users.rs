@@ -19,14 +19,27 @@ pub(crate) async fn hash_password(pw: Option<SecretString>) -> ApiResult<Option<
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/domains/{domain}/users", tag = "users", params(("domain" = String, Path), PageRequest),
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserSearch {
+    /// Only users whose username, display name or e-mail address holds this (ignoring case).
+    search: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/users", tag = "users", params(("domain" = String, Path), PageRequest, UserSearch),
     responses((status = 200, body = Page<User>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn list(
     State(st): State<AppState>,
     d: InDomain,
     Query(page): Query<PageRequest>,
+    Query(q): Query<UserSearch>,
 ) -> ApiResult<Json<Page<User>>> {
-    Ok(Json(st.store.list_users(d.id(), page.validate()?).await?))
+    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    Ok(Json(
+        st.store
+            .list_users(d.id(), search, page.validate()?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/domains/{domain}/users", tag = "users", params(("domain" = String, Path)), request_body = NewUser,

@@ -17,18 +17,18 @@ use crate::extract::{Json, Path};
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// `http://` or `https://`.
-    url: String,
+    pub url: String,
     /// The key of the signature header; a random one if absent.
-    secret: Option<String>,
+    pub secret: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedWebhook {
-    webhook: Webhook,
+    pub webhook: Webhook,
     /// Shown once.
     #[schema(value_type = String)]
     #[serde(serialize_with = "provisor_domain::secret::serialize_exposed")]
-    secret: SecretString,
+    pub secret: SecretString,
 }
 
 fn checked_url(url: &str) -> Result<String, provisor_domain::Invalid> {
@@ -51,6 +51,17 @@ pub async fn create(
     d: InDomain,
     Json(new): Json<NewWebhook>,
 ) -> ApiResult<(StatusCode, Json<CreatedWebhook>)> {
+    let created = add(&st, d.actor(), d.id(), new).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Adds a webhook to domain `d` (the API's and the console's way).
+pub async fn add(
+    st: &AppState,
+    actor: &provisor_domain::model::Actor,
+    d: provisor_domain::model::DomainId,
+    new: NewWebhook,
+) -> ApiResult<CreatedWebhook> {
     let url = checked_url(&new.url)?;
     let secret = match new.secret {
         Some(s) if s.len() < 16 || s.len() > 256 => {
@@ -61,14 +72,8 @@ pub async fn create(
         Some(s) => SecretString::new(s),
         None => provisor_domain::token::generate().secret,
     };
-    let webhook = st
-        .store
-        .create_webhook(d.actor(), d.id(), &url, &secret)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedWebhook { webhook, secret }),
-    ))
+    let webhook = st.store.create_webhook(actor, d, &url, &secret).await?;
+    Ok(CreatedWebhook { webhook, secret })
 }
 
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/webhooks", tag = "codes", params(("domain" = String, Path)),

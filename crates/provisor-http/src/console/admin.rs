@@ -50,7 +50,15 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/d/{domain}/rollouts/{id}", get(rollout))
         .route("/console/d/{domain}/jobs", get(jobs).post(create_job))
-        .route("/console/d/{domain}/webhooks", get(webhooks))
+        .route("/console/d/{domain}/jobs/{id}", post(change_job))
+        .route(
+            "/console/d/{domain}/webhooks",
+            get(webhooks).post(create_webhook),
+        )
+        .route(
+            "/console/d/{domain}/webhooks/{id}/remove",
+            post(remove_webhook),
+        )
         .route("/console/d/{domain}/audit", get(audit))
 }
 
@@ -82,6 +90,14 @@ impl FromRequestParts<AppState> for Signed {
 }
 
 impl Signed {
+    pub(super) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn actor(&self) -> &Actor {
         &self.principal.actor
     }
@@ -320,16 +336,31 @@ async fn users(
     a: Signed,
     Path(name): Path<String>,
     Query(q): Query<After>,
+    Query(search): Query<UserSearch>,
 ) -> PageResult {
     let d = a.domain(&st, &name).await?;
-    let users = st.store.list_users(d.id, q.page(50)?).await?;
+    let search = filled(&search.q);
+    let users = st.store.list_users(d.id, search, q.page(50)?).await?;
+    let next_query = users.next.map(|n| {
+        let n = n.to_string();
+        let mut query = vec![("after", n.as_str())];
+        if let Some(s) = search {
+            query.push(("q", s));
+        }
+        serde_urlencoded::to_string(&query).unwrap_or_default()
+    });
     page(
         "users.html",
         with(
             a.ctx(Some(&d), "users"),
-            context! { users => users.items, next => users.next },
+            context! { users => users.items, next_query, q => search.unwrap_or_default() },
         ),
     )
+}
+
+#[derive(Deserialize)]
+struct UserSearch {
+    q: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -710,7 +741,7 @@ async fn create_rollout(
     let f: RolloutForm = a.form(&body)?;
     let back = format!("{}/rollouts", domain_path(&d));
     let users: Vec<String> = if f.all.is_some() {
-        provisor_store::all_pages(|p| st.store.list_users(d.id, p))
+        provisor_store::all_pages(|p| st.store.list_users(d.id, None, p))
             .await?
             .into_iter()
             .map(|u| u.username)
@@ -890,18 +921,96 @@ async fn create_job(
     Ok(see(&back))
 }
 
+#[derive(Deserialize)]
+struct JobChange {
+    /// `active` (resume), `paused` or `cancelled`.
+    state: String,
+}
+
+async fn change_job(
+    State(st): State<AppState>,
+    a: Signed,
+    Path((name, id)): Path<(String, i64)>,
+    body: Bytes,
+) -> PageResult {
+    let d = a.domain(&st, &name).await?;
+    let f: JobChange = a.form(&body)?;
+    let back = format!("{}/jobs", domain_path(&d));
+    let patch: provisor_domain::job::JobPatch = serde_json::from_value(json!({ "state": f.state }))
+        .map_err(|e| PageError::bad(e.to_string()).back(&back))?;
+    st.store
+        .update_job(a.actor(), d.id, id, &patch.validate()?)
+        .await
+        .map_err(|e| PageError::from(e).back(&back))?;
+    Ok(see(&back))
+}
+
 // ---------------------------------------------------------------------------------------
 // Webhooks
 
 async fn webhooks(State(st): State<AppState>, a: Signed, Path(name): Path<String>) -> PageResult {
     let d = a.domain(&st, &name).await?;
+    webhooks_page(&st, &a, &d, None).await
+}
+
+/// The webhooks with their latest deliveries; after one is added, its secret (once).
+async fn webhooks_page(
+    st: &AppState,
+    a: &Signed,
+    d: &Domain,
+    created: Option<crate::api::webhooks::CreatedWebhook>,
+) -> PageResult {
     let mut hooks = Vec::new();
     for w in st.store.list_webhooks(d.id).await? {
         let deliveries = st.store.deliveries(d.id, w.id, 20).await?;
         hooks.push(context! { w, deliveries });
     }
+    let created = created.map(|c| {
+        context! { url => c.webhook.url, secret => c.secret.expose().to_owned() }
+    });
     page(
         "webhooks.html",
-        with(a.ctx(Some(&d), "webhooks"), context! { hooks }),
+        with(a.ctx(Some(d), "webhooks"), context! { hooks, created }),
     )
+}
+
+#[derive(Deserialize)]
+struct WebhookForm {
+    url: String,
+    secret: Option<String>,
+}
+
+async fn create_webhook(
+    State(st): State<AppState>,
+    a: Signed,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> PageResult {
+    let d = a.domain(&st, &name).await?;
+    let f: WebhookForm = a.form(&body)?;
+    let back = format!("{}/webhooks", domain_path(&d));
+    let new = crate::api::webhooks::NewWebhook {
+        url: f.url.trim().to_owned(),
+        secret: filled(&f.secret).map(str::to_owned),
+    };
+    let created = crate::api::webhooks::add(&st, a.actor(), d.id, new)
+        .await
+        .map_err(|e| PageError::from(e).back(&back))?;
+    webhooks_page(&st, &a, &d, Some(created)).await
+}
+
+async fn remove_webhook(
+    State(st): State<AppState>,
+    a: Signed,
+    Path((name, id)): Path<(String, i64)>,
+    body: Bytes,
+) -> PageResult {
+    let d = a.domain(&st, &name).await?;
+    let _: super::CsrfField = a.form(&body)?;
+    let back = format!("{}/webhooks", domain_path(&d));
+    st.store
+        .delete_webhook(a.actor(), d.id, id)
+        .await
+        .map_err(|e| PageError::from(e).back(&back))?;
+    Ok(see(&back))
 }

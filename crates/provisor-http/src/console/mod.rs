@@ -17,6 +17,7 @@
 
 mod admin;
 mod editor;
+mod people;
 mod user;
 
 use std::sync::OnceLock;
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/static/console.js", get(script))
         .merge(admin::router())
         .merge(editor::router())
+        .merge(people::router())
         .merge(user::router())
         .layer(axum::middleware::from_fn(same_origin))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
@@ -135,6 +137,7 @@ fn environment() -> &'static Environment<'static> {
             "jobs.html",
             "webhooks.html",
             "templates.html",
+            "admins.html",
             "template.html",
             "self.html",
             "self_code.html",

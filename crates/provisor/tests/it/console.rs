@@ -280,6 +280,23 @@ async fn forms(app: TestApp) {
         )
         .await;
     assert_eq!(location(&user), format!("{d}/users/alice"));
+    // The list searches by name (ignoring case), in the console and the API.
+    let found = b.get(&format!("{d}/users?q=ALI")).await;
+    assert!(found.text.contains(">alice</a>"), "{}", found.text);
+    let none = b.get(&format!("{d}/users?q=zzz")).await;
+    assert!(none.text.contains("No user matches") && !none.text.contains(">alice</a>"));
+    let api = app
+        .get(&format!(
+            "/api/v1/domains/{DOMAIN}/users?search=alice&limit=5"
+        ))
+        .await
+        .expect(200);
+    assert_eq!(api["items"][0]["username"], "alice");
+    let api = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users?search=nobody"))
+        .await
+        .expect(200);
+    assert_eq!(api["items"], json!([]));
     b.get(&format!("{d}/users/alice")).await;
     b.post(
         &format!("{d}/users/alice/accounts"),
@@ -693,4 +710,168 @@ async fn templates_editor(app: TestApp) {
         b.get("/console/d/other.example/templates").await.status,
         404
     );
+}
+
+both!(console_manages_admins_webhooks_and_jobs, manage);
+async fn manage(app: TestApp) {
+    app.create_domain(DOMAIN).await;
+    app.create_domain("other.example").await;
+    admin(&app, "root", None).await;
+    admin(&app, "olga", Some("other.example")).await;
+    let root = Browser::new(&app);
+    root.sign_in("/console", "root", PASSWORD).await;
+
+    // Administrators: an operator sees everyone and adds a domain admin.
+    let list = root.get("/console/admins").await;
+    assert_eq!(list.status, 200);
+    assert!(list.text.contains("root") && list.text.contains("olga"));
+    let added = root
+        .post(
+            "/console/admins",
+            &[
+                ("name", "Bob"),
+                ("role", "domain-admin"),
+                ("domain", DOMAIN),
+                ("password", "bob-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&added), "/console/admins", "{}", added.text);
+    let short = root
+        .post(
+            "/console/admins",
+            &[("name", "x"), ("role", "operator"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, 400, "{}", short.text);
+    let bob = Browser::new(&app);
+    assert_eq!(
+        bob.sign_in("/console", "bob", "bob-password-1")
+            .await
+            .status,
+        303
+    );
+    // A domain admin sees and adds only their domain's admins, never an operator.
+    let theirs = bob.get("/console/admins").await;
+    assert!(theirs.text.contains("bob") && !theirs.text.contains("olga"));
+    assert!(!theirs.text.contains(">root<"), "{}", theirs.text);
+    let up = bob
+        .post(
+            "/console/admins",
+            &[
+                ("name", "eve"),
+                ("role", "operator"),
+                ("password", "eve-password-1"),
+            ],
+        )
+        .await;
+    assert!(up.status == 403 || up.status == 404, "{}", up.status);
+    let carl = bob
+        .post(
+            "/console/admins",
+            &[
+                ("name", "carl"),
+                ("role", "domain-admin"),
+                ("domain", DOMAIN),
+                ("password", "carl-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(carl.status, 303, "{}", carl.text);
+    assert_eq!(
+        bob.post("/console/admins/olga/remove", &[]).await.status,
+        404,
+        "another domain's admin is not there for bob"
+    );
+    // A new password ends Bob's session; removal takes him off.
+    root.get("/console/admins").await;
+    let pw = root
+        .post(
+            "/console/admins/bob/password",
+            &[("password", "bob-password-2")],
+        )
+        .await;
+    assert_eq!(pw.status, 303, "{}", pw.text);
+    assert_eq!(location(&bob.get("/console").await), "/console/signin");
+    root.get("/console/admins").await;
+    assert_eq!(
+        root.post("/console/admins/bob/remove", &[]).await.status,
+        303
+    );
+    let names = app.get("/api/v1/admins").await.expect(200).to_string();
+    assert!(
+        !names.contains("\"bob\"") && names.contains("\"carl\""),
+        "{names}"
+    );
+
+    // Webhooks: added through the form, the secret shown once; a bad URL refused.
+    let d = format!("/console/d/{DOMAIN}");
+    root.get(&format!("{d}/webhooks")).await;
+    let hook = root
+        .post(
+            &format!("{d}/webhooks"),
+            &[("url", "http://127.0.0.1:9/hook"), ("secret", "")],
+        )
+        .await;
+    assert_eq!(hook.status, 200, "{}", hook.text);
+    assert!(hook.text.contains("shown this once"));
+    let listed = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/webhooks"))
+        .await
+        .expect(200);
+    let id = listed[0]["id"].as_i64().unwrap();
+    let again = root.get(&format!("{d}/webhooks")).await;
+    assert!(!again.text.contains("shown this once"));
+    let bad = root
+        .post(&format!("{d}/webhooks"), &[("url", "ftp://x")])
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let removed = root.post(&format!("{d}/webhooks/{id}/remove"), &[]).await;
+    assert_eq!(removed.status, 303);
+    assert_eq!(
+        app.get(&format!("/api/v1/domains/{DOMAIN}/webhooks"))
+            .await
+            .expect(200),
+        json!([])
+    );
+
+    // Jobs: paused, resumed, cancelled from the list.
+    root.get(&format!("{d}/jobs")).await;
+    root.post(
+        &format!("{d}/jobs"),
+        &[
+            ("kind", "config"),
+            ("config_type", "ntp"),
+            ("params", "server=ntp.acme.example\n"),
+            ("percent", "100"),
+        ],
+    )
+    .await;
+    let jobs = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/jobs"))
+        .await
+        .expect(200);
+    let job = jobs[0]["id"].as_i64().unwrap();
+    let job_path = format!("/api/v1/domains/{DOMAIN}/jobs/{job}");
+    for (to, expect) in [
+        ("paused", "paused"),
+        ("active", "active"),
+        ("cancelled", "cancelled"),
+    ] {
+        root.get(&format!("{d}/jobs")).await;
+        let r = root
+            .post(&format!("{d}/jobs/{job}"), &[("state", to)])
+            .await;
+        assert_eq!(r.status, 303, "{}", r.text);
+        assert_eq!(app.get(&job_path).await.expect(200)["state"], expect);
+    }
+    let page = root.get(&format!("{d}/jobs")).await;
+    assert!(
+        !page.text.contains("value=\"paused\""),
+        "a cancelled job has no buttons"
+    );
+    let nonsense = root
+        .post(&format!("{d}/jobs/{job}"), &[("state", "exploded")])
+        .await;
+    assert_eq!(nonsense.status, 400);
 }
