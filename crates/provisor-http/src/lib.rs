@@ -74,7 +74,12 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
         .merge(innovaphone::router(&innovaphone_path))
-        .merge(phone::router(&base_path))
+        .merge(
+            phone::router(&base_path).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                phone::admit,
+            )),
+        )
         .merge(softphone::router())
         .merge(console::router())
         .merge(ops::router())

@@ -60,6 +60,9 @@ pub struct Config {
     pub webhook_retry_base_seconds: u64,
     pub webhook_retry_max_seconds: u64,
     pub webhook_timeout_seconds: u64,
+    /// Phone requests answered at once; above it, new ones get 503 with a jittered
+    /// `Retry-After` while those in progress finish (0: no limit).
+    pub phone_max_in_flight: u32,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             webhook_retry_base_seconds: 5,
             webhook_retry_max_seconds: 600,
             webhook_timeout_seconds: 10,
+            phone_max_in_flight: 512,
         }
     }
 }
@@ -111,7 +115,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 29] = [
+const ENV_KEYS: [&str; 30] = [
+    "phone_max_in_flight",
     "innovaphone_path",
     "webhook_retry_base_seconds",
     "webhook_retry_max_seconds",
@@ -323,6 +328,11 @@ code_lockout_seconds = 900
 webhook_retry_base_seconds = 5
 webhook_retry_max_seconds = 600
 webhook_timeout_seconds = 10
+
+# Admission control for boot storms: at most this many phone requests are answered at once;
+# above it a new one gets 503 with a Retry-After of 5 to 30 seconds (jittered, so the
+# phones come back spread out) while those in progress finish. 0 turns it off.
+phone_max_in_flight = 512
 
 # HTTPS next to HTTP: phones bootstrap on HTTP, and the files that move a device to its
 # tokenized URL then point at HTTPS. A certificate chain and key (PEM, --tls-cert and

@@ -269,6 +269,7 @@ pub fn phone_options(
         firmware_dir: config.data_dir.join("firmware"),
         code_limits: code_limits(config),
         innovaphone_path: config.innovaphone_path.clone(),
+        max_in_flight: config.phone_max_in_flight as usize,
     }
 }
 

@@ -22,7 +22,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, USER_AGENT, WWW_AUTHENTICATE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT,
+    WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -70,6 +71,8 @@ pub struct PhoneOptions {
     pub code_limits: CodeLimits,
     /// Path prefix of the innovaphone AppWebsocket endpoint (`<prefix>/<domain>`).
     pub innovaphone_path: String,
+    /// Phone requests answered at once (0: no limit): see `admit`.
+    pub max_in_flight: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +123,8 @@ pub struct Phones {
     nonces: Nonces,
     recorder: Recorder,
     limiter: Limiter,
+    /// Phone requests being answered now.
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Phones {
@@ -130,6 +135,7 @@ impl Phones {
             nonces: Nonces::random(NONCE_SECONDS),
             recorder,
             limiter: Limiter::new(),
+            in_flight: Default::default(),
         }
     }
 
@@ -321,6 +327,43 @@ pub fn router(base_path: &str) -> Router<AppState> {
         )
         .route(&format!("{base_path}/"), get(not_found))
         .route(base_path, get(not_found))
+}
+
+/// Admission control for boot storms: above `max_in_flight` phone requests at once, a new
+/// one is answered 503 at once, with a `Retry-After` of 5 to 30 seconds (random, so the
+/// phones that were turned away come back spread out), while those in progress finish.
+pub async fn admit(
+    State(st): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use std::sync::atomic::Ordering;
+    struct Admitted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Admitted {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let max = st.phones.options.max_in_flight;
+    let counter = st.phones.in_flight.clone();
+    if counter.fetch_add(1, Ordering::SeqCst) >= max && max > 0 {
+        counter.fetch_sub(1, Ordering::SeqCst);
+        // (Jitter, not a secret: the clock's nanoseconds are random enough.)
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let wait = 5 + u64::from(nanos / 1000) % 26;
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (RETRY_AFTER, HeaderValue::from(wait)),
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response();
+    }
+    let _admitted = Admitted(counter);
+    next.run(request).await
 }
 
 /// The one answer for everything a phone may not have or that is not there.

@@ -702,3 +702,68 @@ async fn admin_scoping(app: TestApp) {
             .problem(404, "not-found");
     }
 }
+
+fn one_at_a_time(c: &mut Config) {
+    c.phone_max_in_flight = 1;
+}
+
+both!(
+    a_boot_storm_beyond_the_limit_is_told_to_come_back,
+    admission,
+    super::one_at_a_time
+);
+async fn admission(app: TestApp) {
+    use tokio::io::AsyncWriteExt;
+    // A phone request in progress: a log upload whose body has not arrived yet.
+    let mut slow = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    slow.write_all(
+        b"PUT /p/001565aabbcc-boot.log HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // In progress, not answered (the server waits for its body).
+    let mut first = [0u8; 1];
+    let pending = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        tokio::io::AsyncReadExt::read(&mut slow, &mut first),
+    )
+    .await;
+    assert!(pending.is_err(), "the upload is not answered yet");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let fetch = || {
+        client
+            .get(format!("{}/p/001565aabbcc.cfg", app.base))
+            .send()
+    };
+    // Another phone meanwhile: told to come back, 5 to 30 seconds later.
+    let mut turned_away = None;
+    for _ in 0..200 {
+        let r = fetch().await.unwrap();
+        if r.status() == 503 {
+            turned_away = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = turned_away.expect("a 503 while the upload is in progress");
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((5..=30).contains(&wait), "{wait}");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    // The API is not phone traffic: still answered.
+    app.get("/api/v1/domains").await.expect(200);
+    // The upload ends (its phone goes away): phones are answered again.
+    drop(slow);
+    let mut answered = false;
+    for _ in 0..200 {
+        if fetch().await.unwrap().status() == 404 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(answered, "the place is given back");
+}
