@@ -49,7 +49,24 @@ pub struct Renderer {
     threads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     deadline: std::time::Duration,
     too_slow: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The `vendor/` prefixes of vendors whose values are quoted (see `escaping`).
+    quoted: Vec<String>,
     catalog: Catalog,
+}
+
+/// How template `name`'s values are escaped: `quoted` for a vendor whose values are quoted
+/// (`quoted` holds their `vendor/` prefixes), `xml` for markup, else `line`.
+fn escaping(quoted: &[String], name: &str) -> &'static str {
+    if quoted
+        .iter()
+        .any(|prefix| name.starts_with(prefix.as_str()))
+    {
+        "quoted"
+    } else if is_markup(name) {
+        "xml"
+    } else {
+        "line"
+    }
 }
 
 fn is_markup(name: &str) -> bool {
@@ -134,18 +151,7 @@ fn configure(env: &mut Environment<'static>, quoted: Vec<String>) {
     env.set_keep_trailing_newline(true);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    env.set_auto_escape_callback(move |name| {
-        if quoted
-            .iter()
-            .any(|prefix| name.starts_with(prefix.as_str()))
-        {
-            AutoEscape::Custom("quoted")
-        } else if is_markup(name) {
-            AutoEscape::Custom("xml")
-        } else {
-            AutoEscape::Custom("line")
-        }
-    });
+    env.set_auto_escape_callback(move |name| AutoEscape::Custom(escaping(&quoted, name)));
     env.set_formatter(format_value);
     // Escaped for XML whatever the file's name says (imported templates whose text is XML).
     // Line breaks as character references, so the value stays on its line in any file.
@@ -181,7 +187,7 @@ impl Renderer {
         env.set_fuel(Some(FUEL));
         env.add_filter("zpad", stored::zpad);
         // The stored templates' environment holds the built-in ones, for them to include.
-        let mut stored = stored::environment(|e| configure(e, quoted));
+        let mut stored = stored::environment(|e| configure(e, quoted.clone()));
         for (name, source) in vendors.templates {
             env.add_template_owned(name.clone(), source.clone())
                 .map_err(|e| template_error(&name, &e))?;
@@ -205,6 +211,7 @@ impl Renderer {
             threads: Default::default(),
             deadline: stored::DEADLINE,
             too_slow: Default::default(),
+            quoted,
             catalog: vendors.catalog,
         })
     }
@@ -265,13 +272,20 @@ impl Renderer {
         template: &str,
         source: &str,
     ) -> Result<(), TemplateProblem> {
-        let name = format!("{vendor}/{template}");
+        let name = stored::compiled_name(vendor, template);
         // Compiled on a thread with the render threads' room (the caller's may have little).
         std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("stored-check".into())
                 .stack_size(16 * 1024 * 1024)
-                .spawn_scoped(scope, || stored::check(&self.stored, &name, source))
+                .spawn_scoped(scope, || {
+                    // An include is written like the file itself: minijinja renders it with
+                    // the included template's escaping.
+                    let alike = |other: &str| {
+                        escaping(&self.quoted, other) == escaping(&self.quoted, &name)
+                    };
+                    stored::check(&self.stored, &name, source, &alike)
+                })
                 .map_err(|e| TemplateProblem {
                     line: 1,
                     column: 1,
@@ -364,6 +378,18 @@ impl Renderer {
         self.render_limited(vendor, template, source, context, true)
     }
 
+    /// `render_stored` for a preview: a rendering that runs out of time is not remembered
+    /// (the preview is not the phone's fetch).
+    pub fn preview_stored(
+        &self,
+        vendor: &str,
+        template: &str,
+        source: &str,
+        context: Context,
+    ) -> Result<Rendered, TemplateProblem> {
+        self.render_limited(vendor, template, source, context, false)
+    }
+
     /// `render_stored`; a rendering that runs out of time is remembered (for its device:
     /// another device's rendering of the same source, in another domain perhaps, is not
     /// refused for it) when `remember`.
@@ -413,7 +439,7 @@ impl Renderer {
         };
         let warnings = fit_lines(&mut context);
         let env = self.stored.clone();
-        let name = format!("{vendor}/{template}");
+        let name = stored::compiled_name(vendor, template);
         let source = source.to_owned();
         let given_up = Arc::new(AtomicBool::new(false));
         let flag = given_up.clone();
@@ -452,6 +478,10 @@ impl Renderer {
                 given_up.store(true, Ordering::Relaxed);
                 match self.too_slow.lock() {
                     Ok(mut slow) if remember => {
+                        // Bounded: forgetting them all costs each one more try.
+                        if slow.len() >= 10_000 {
+                            slow.clear();
+                        }
                         slow.insert(key);
                     }
                     _ => {}

@@ -247,6 +247,22 @@ const MAX_DEPTH: usize = 16;
 /// this a long run of them overflows the compiling thread's stack.
 const MAX_TAG_TOKENS: usize = 256;
 
+/// Most bytes of a filter's `attribute` (`sort(attribute='number,label')`, `selectattr`):
+/// each comparison walks it, so a long one makes one filter call take minutes.
+const MAX_ATTRIBUTE: usize = 64;
+
+fn short_attribute(attribute: Option<&str>, what: &str) -> Result<(), TemplateError> {
+    if attribute.is_some_and(|a| a.len() > MAX_ATTRIBUTE) {
+        return Err(TemplateError::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "{what} takes an attribute of at most {MAX_ATTRIBUTE} bytes in stored templates"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A list of at most `MAX_RANGE` items.
 fn capped_items(list: Value, what: &str) -> Result<Value, TemplateError> {
     go_on()?;
@@ -375,6 +391,7 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
                  attr: String,
                  test: Option<String>,
                  args: Rest<Value>| {
+                    short_attribute(Some(&attr), $name)?;
                     $f(state, capped_items(v, $name)?, attr.into(), test.map(Into::into), args)
                 },
             );
@@ -393,12 +410,14 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_filter(
         "sort",
         |state: &minijinja::State, v: Value, kwargs: minijinja::value::Kwargs| {
+            short_attribute(kwargs.peek::<Option<&str>>("attribute")?, "sort")?;
             filters::sort(state, capped_items(v, "sort")?, kwargs)
         },
     );
     env.add_filter(
         "unique",
         |state: &minijinja::State, v: Value, kwargs: minijinja::value::Kwargs| {
+            short_attribute(kwargs.peek::<Option<&str>>("attribute")?, "unique")?;
             filters::unique(state, capped_items(v, "unique")?, kwargs)
         },
     );
@@ -548,6 +567,13 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_test("startingwith", tests::is_startingwith);
     env.add_test("endingwith", tests::is_endingwith);
     env
+}
+
+/// The name a stored template is compiled under: its vendor's (for its escaping) and its
+/// file's extension, but not the name of the built-in template it replaces, so an error in
+/// an include of that built-in is told as the built-in's, not placed in the stored source.
+pub(crate) fn compiled_name(vendor: &str, template: &str) -> String {
+    format!("{vendor}/(stored) {template}")
 }
 
 /// 1-based line and column of byte `offset` in `source`.
@@ -796,6 +822,7 @@ pub(crate) fn check(
     env: &Environment<'static>,
     name: &str,
     source: &str,
+    escaped_alike: &dyn Fn(&str) -> bool,
 ) -> Result<(), TemplateProblem> {
     if source.len() > MAX_SOURCE {
         return Err(TemplateProblem {
@@ -925,11 +952,13 @@ pub(crate) fn check(
             Instruction::BeginCapture(_) => Some(not_here(
                 "capturing output (`{% set x %}…{% endset %}`, `{% filter %}`)",
             )),
-            // A built-in template, named as it is: it passes these checks itself.
+            // A built-in template, named as it is: it passes these checks itself. Only one
+            // written like this file (minijinja renders an include with the included
+            // template's escaping).
             Instruction::Include(_)
                 if !landed(idx)
                     && matches!(previous, Some(Instruction::LoadConst(v))
-                    if v.as_str().is_some_and(|n| env.get_template(n).is_ok())) =>
+                    if v.as_str().is_some_and(|n| env.get_template(n).is_ok() && escaped_alike(n))) =>
             {
                 None
             }

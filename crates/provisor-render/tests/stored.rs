@@ -403,3 +403,23 @@ fn the_fourth_review_is_refused_too() {
             .is_ok()
     );
 }
+
+#[test]
+fn a_preview_that_runs_out_of_time_is_not_remembered_for_the_phone() {
+    // The console's preview renders the phone's own context; its running out of time (the
+    // machine is busy, the admin's draft is slow) must not refuse the phone's fetch.
+    let r = renderer().with_stored_deadline(std::time::Duration::ZERO);
+    let slow = "{% for i in range(1000) %}{{ range(1000) | sort(reverse=true) | join(',') | length }}{% endfor %}";
+    let ctx = Context::sample("yealink", "T54W", 1);
+    let previewed = r
+        .preview_stored("yealink", "mac.cfg", slow, ctx.clone())
+        .unwrap_err();
+    assert!(previewed.message.contains("longer than"), "{previewed}");
+    let fetched = r
+        .render_stored("yealink", "mac.cfg", slow, ctx)
+        .unwrap_err();
+    assert!(
+        !fetched.message.contains("before"),
+        "tried, not refused for the preview's time: {fetched}"
+    );
+}

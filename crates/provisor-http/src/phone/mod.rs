@@ -1355,7 +1355,7 @@ impl Phones {
         };
         context.mask_secrets();
         let rendered =
-            off_the_workers(|| self.renderer.render_stored(vendor, &name, source, context))
+            off_the_workers(|| self.renderer.preview_stored(vendor, &name, source, context))
                 .map_err(provisor_render::Unstorable::Problem)?;
         Ok((name, rendered))
     }
