@@ -7,12 +7,19 @@
 //! The body is the event as JSON (`id`, `domain`, `kind`, `at`, `payload`). The header
 //! `X-Provisor-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the
 //! webhook's secret>` lets the receiver check it came from here and is fresh.
+//!
+//! With several nodes on one PostgreSQL, each webhook is delivered by one node at a time:
+//! a node claims the webhooks that are due (`claim_webhooks`, a lease of `lease`), renews
+//! the lease with each attempt it records, and gives it back after its round. A node that
+//! dies holding a lease stops renewing it; when it runs out another node takes the webhook
+//! over from its cursor, so an event whose delivery was cut short is sent again, with the
+//! same event id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac as _};
-use provisor_store::{DueWebhook, Store};
+use provisor_store::{DueWebhook, Store, WebhookLease};
 use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +31,8 @@ pub struct WebhookOptions {
     pub timeout: Duration,
     /// How often due webhooks are looked for.
     pub poll: Duration,
+    /// How long a node's claim on a webhook lasts without an attempt (renewed by each).
+    pub lease: Duration,
 }
 
 impl Default for WebhookOptions {
@@ -33,6 +42,7 @@ impl Default for WebhookOptions {
             retry_max: Duration::from_secs(600),
             timeout: Duration::from_secs(10),
             poll: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
         }
     }
 }
@@ -62,10 +72,12 @@ fn backoff(options: &WebhookOptions, failures: u32) -> Duration {
         .min(options.retry_max)
 }
 
-/// Delivers until `stopping` turns true.
+/// Delivers until `stopping` turns true, as node `node` (unique among the nodes sharing
+/// the database).
 pub fn spawn(
     store: Arc<dyn Store>,
     options: WebhookOptions,
+    node: String,
     mut stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -87,13 +99,25 @@ pub fn spawn(
                 _ = tick.tick() => {}
                 _ = stopping.wait_for(|s| *s) => return,
             }
-            match store.due_webhooks(100).await {
+            let lease_ms = options.lease.as_millis() as i64;
+            match store.claim_webhooks(&node, lease_ms, 100).await {
                 Ok(due) => {
                     for hook in due {
                         if *stopping.borrow() {
-                            return;
+                            // The rest are given back for another node.
+                            let _ = store.release_webhook(hook.id, &node).await;
+                            continue;
                         }
-                        deliver(store.as_ref(), &client, &options, hook).await;
+                        let id = hook.id;
+                        let lease = WebhookLease {
+                            webhook: id,
+                            node: &node,
+                            lease_ms,
+                        };
+                        deliver(store.as_ref(), &client, &options, lease, hook).await;
+                        if let Err(e) = store.release_webhook(id, &node).await {
+                            tracing::warn!(error = %e, webhook = id, "a webhook's lease could not be given back; it runs out");
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "webhooks could not be looked up"),
@@ -107,6 +131,7 @@ async fn deliver(
     store: &dyn Store,
     client: &reqwest::Client,
     options: &WebhookOptions,
+    lease: WebhookLease<'_>,
     hook: DueWebhook,
 ) {
     let events = match store
@@ -128,6 +153,7 @@ async fn deliver(
             .header("content-type", "application/json")
             .header("x-provisor-event", &event.kind)
             .header("x-provisor-event-id", event.id.to_string())
+            .header("x-provisor-node", lease.node)
             .header(
                 "x-provisor-signature",
                 signature(hook.secret.expose(), now.timestamp(), &body),
@@ -148,12 +174,22 @@ async fn deliver(
             failures += 1;
             now.timestamp_millis() + backoff(options, failures).as_millis() as i64
         });
-        if let Err(e) = store
-            .record_delivery(hook.id, event.id, status, &error, retry_at)
+        match store
+            .record_delivery(lease, event.id, status, &error, retry_at)
             .await
         {
-            tracing::warn!(error = %e, webhook = hook.id, "a webhook delivery could not be recorded");
-            return;
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(
+                    webhook = hook.id,
+                    "a webhook was taken over by another node"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, webhook = hook.id, "a webhook delivery could not be recorded");
+                return;
+            }
         }
         if !delivered {
             tracing::info!(

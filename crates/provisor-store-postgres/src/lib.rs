@@ -14,6 +14,9 @@ use sqlx::{Pool, Transaction};
 
 type Db = sqlx::Postgres;
 const BACKEND: &str = "postgres";
+/// Appended to a claim's row selection: rows another node is claiming are passed over
+/// (SQLite has one writer at a time and needs nothing).
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 /// The PostgreSQL migrations; versions match the SQLite ones one for one.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

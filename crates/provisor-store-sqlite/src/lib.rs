@@ -15,6 +15,9 @@ use sqlx::{Pool, Transaction};
 
 type Db = sqlx::Sqlite;
 const BACKEND: &str = "sqlite";
+/// Appended to a claim's row selection: rows another node is claiming are passed over
+/// (SQLite has one writer at a time and needs nothing).
+const SKIP_LOCKED: &str = "";
 
 /// The SQLite migrations; versions match the PostgreSQL ones one for one.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -3,7 +3,8 @@
 //!
 //! - `type Db` — the sqlx database (`sqlx::Sqlite` or `sqlx::Postgres`);
 //! - `async fn begin_write(&Pool<Db>) -> sqlx::Result<Transaction<'static, Db>>`;
-//! - `const BACKEND: &str`.
+//! - `const BACKEND: &str`;
+//! - `const SKIP_LOCKED: &str`: `FOR UPDATE SKIP LOCKED` where the database has it.
 //!
 //! Statements use only SQL both backends speak: `$n` parameters, `RETURNING`,
 //! `ON CONFLICT`, integer millisecond timestamps, JSON columns through `sqlx::types::Json`.
@@ -31,7 +32,7 @@ use provisor_store::{BaseStore, Page, PageRequest, PoolStats, Result, StoreError
 use serde::Serialize;
 use sqlx::{Pool, Transaction};
 
-use super::{BACKEND, Db, begin_write};
+use super::{BACKEND, Db, SKIP_LOCKED, begin_write};
 
 type Conn = <Db as sqlx::Database>::Connection;
 type Tx = Transaction<'static, Db>;
@@ -177,5 +178,21 @@ impl BaseStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn take_lease(&self, name: &str, node: &str, lease_ms: i64) -> Result<bool> {
+        let at = now();
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+             WHERE leases.until < $4 OR leases.holder = excluded.holder RETURNING holder",
+        )
+        .bind(name)
+        .bind(node)
+        .bind(at + lease_ms)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(held.is_some())
     }
 }

@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use provisor_domain::model::*;
 use provisor_domain::secret::SecretString;
-use provisor_store::{DueWebhook, Result, StoreError, WebhookStore};
+use provisor_store::{DueWebhook, Result, StoreError, WebhookLease, WebhookStore};
 use serde_json::json;
 
-use super::{SqlStore, audit, now, ts};
+use super::{SKIP_LOCKED, SqlStore, audit, now, ts};
 
 #[derive(sqlx::FromRow)]
 struct WebhookRow {
@@ -140,14 +140,27 @@ impl WebhookStore for SqlStore {
             .collect())
     }
 
-    async fn due_webhooks(&self, limit: u32) -> Result<Vec<DueWebhook>> {
-        let rows: Vec<(i64, i64, String, Vec<u8>, i64, i32)> = sqlx::query_as(
-            "SELECT w.id, w.domain_id, w.url, w.secret_enc, w.cursor, w.failures FROM webhooks w \
-             WHERE w.next_attempt_at <= $1 \
-             AND EXISTS (SELECT 1 FROM events e WHERE e.domain_id = w.domain_id AND e.id > w.cursor) \
-             ORDER BY w.next_attempt_at LIMIT $2",
-        )
-        .bind(now())
+    async fn claim_webhooks(
+        &self,
+        node: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>> {
+        let at = now();
+        // The lease is checked again on the row the update locks, so of two nodes claiming
+        // at once one gets each webhook (PostgreSQL re-reads a row another transaction
+        // changed; SQLite has one writer).
+        let rows: Vec<(i64, i64, String, Vec<u8>, i64, i32)> = sqlx::query_as(&format!(
+            "UPDATE webhooks SET lease_holder = $1, lease_until = $2 \
+             WHERE lease_until < $3 AND id IN (SELECT w.id FROM webhooks w \
+               WHERE w.next_attempt_at <= $3 AND w.lease_until < $3 \
+               AND EXISTS (SELECT 1 FROM events e WHERE e.domain_id = w.domain_id AND e.id > w.cursor) \
+               ORDER BY w.next_attempt_at LIMIT $4{SKIP_LOCKED}) \
+             RETURNING id, domain_id, url, secret_enc, cursor, failures"
+        ))
+        .bind(node)
+        .bind(at + lease_ms)
+        .bind(at)
         .bind(i64::from(limit.max(1)))
         .fetch_all(&self.pool)
         .await?;
@@ -165,23 +178,41 @@ impl WebhookStore for SqlStore {
             .collect()
     }
 
+    async fn release_webhook(&self, webhook: i64, node: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhooks SET lease_holder = NULL, lease_until = 0 \
+             WHERE id = $1 AND lease_holder = $2",
+        )
+        .bind(webhook)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn record_delivery(
         &self,
-        webhook: i64,
+        lease: WebhookLease<'_>,
         event_id: i64,
         status: Option<u16>,
         error: &str,
         retry_at: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let webhook = lease.webhook;
         let mut tx = self.write().await?;
-        let failures: Option<i32> =
-            sqlx::query_scalar("SELECT failures FROM webhooks WHERE id = $1")
-                .bind(webhook)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // Still this node's (the lease extended, the row locked till commit), or not.
+        let failures: Option<i32> = sqlx::query_scalar(
+            "UPDATE webhooks SET lease_until = $1 WHERE id = $2 AND lease_holder = $3 \
+             RETURNING failures",
+        )
+        .bind(now() + lease.lease_ms)
+        .bind(webhook)
+        .bind(lease.node)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(failures) = failures else {
-            // Deleted meanwhile.
-            return Ok(());
+            // Deleted meanwhile, or taken over by another node.
+            return Ok(false);
         };
         sqlx::query(
             "INSERT INTO webhook_deliveries (webhook_id, event_id, attempt, at, status, error) \
@@ -225,6 +256,6 @@ impl WebhookStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }

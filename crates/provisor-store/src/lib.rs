@@ -169,6 +169,9 @@ pub trait BaseStore: Send + Sync {
     /// Sets `key` unless it is set already; true if this call set it.
     async fn meta_init(&self, key: &str, value: &str) -> Result<bool>;
     async fn meta_remove(&self, key: &str) -> Result<()>;
+    /// Takes (or renews) the lease `name` for `node` for `lease_ms`, unless another node
+    /// holds it: whether `node` holds it now. For work one node does at a time.
+    async fn take_lease(&self, name: &str, node: &str, lease_ms: i64) -> Result<bool>;
 }
 
 #[async_trait]
@@ -600,6 +603,14 @@ pub struct DueWebhook {
     pub failures: u32,
 }
 
+/// A webhook as leased to a node: what a delivery attempt is recorded under.
+#[derive(Clone, Copy, Debug)]
+pub struct WebhookLease<'a> {
+    pub webhook: i64,
+    pub node: &'a str,
+    pub lease_ms: i64,
+}
+
 /// Webhooks and their delivery log.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
@@ -615,18 +626,28 @@ pub trait WebhookStore: Send + Sync {
     async fn delete_webhook(&self, actor: &Actor, d: DomainId, id: i64) -> Result<()>;
     /// The latest attempts, newest first.
     async fn deliveries(&self, d: DomainId, id: i64, limit: u32) -> Result<Vec<Delivery>>;
-    /// Webhooks whose next attempt is due now.
-    async fn due_webhooks(&self, limit: u32) -> Result<Vec<DueWebhook>>;
-    /// Logs an attempt at `event_id`; a delivered event moves the cursor past it, a failed
-    /// one sets the next attempt to `retry_at` (ms).
+    /// Webhooks whose next attempt is due now and whose lease is free (or run out),
+    /// leased to `node` for `lease_ms`: with several nodes each webhook is delivered by one.
+    async fn claim_webhooks(
+        &self,
+        node: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>>;
+    /// Logs an attempt at `event_id` by `node`, if it still holds the webhook's lease (then
+    /// extended by `lease_ms`; false if not: another node has taken it over, and the
+    /// attempt is not recorded). A delivered event moves the cursor past it, a failed one
+    /// sets the next attempt to `retry_at` (ms).
     async fn record_delivery(
         &self,
-        webhook: i64,
+        lease: WebhookLease<'_>,
         event_id: i64,
         status: Option<u16>,
         error: &str,
         retry_at: Option<i64>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
+    /// Gives the webhook's lease back (if `node` holds it).
+    async fn release_webhook(&self, webhook: i64, node: &str) -> Result<()>;
 }
 
 /// What a softphone of a user gets: the user, their SIP accounts with passwords, and the

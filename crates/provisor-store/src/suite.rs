@@ -21,7 +21,7 @@ use provisor_domain::{Invalid, Mac};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{ImportSummary, Page, PageRequest, Result, Store, StoreError};
+use crate::{ImportSummary, Page, PageRequest, Result, Store, StoreError, WebhookLease};
 
 /// Expands to one `#[tokio::test]` per case of the suite, each on a store from `$make`
 /// (`async fn() -> Option<Arc<dyn Store>>`; `None` skips). The list below is the only list
@@ -71,6 +71,7 @@ macro_rules! store_suite {
             sysclients_join_with_a_code_of_their_domain,
             jobs_progress_through_check_ins,
             admins_and_sessions,
+            leases_give_work_to_one_node,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -4706,4 +4707,97 @@ pub async fn admins_and_sessions(s: Arc<dyn Store>) {
     );
     let audit = serde_json::to_string(&s.list_audit(None, all()).await.unwrap().items).unwrap();
     assert!(audit.contains("admin.create") && !audit.contains("hash-root"));
+}
+
+/// Work one node does at a time: a named lease, and each webhook's delivery lease.
+pub async fn leases_give_work_to_one_node(s: Arc<dyn Store>) {
+    let s = &*s;
+    let wait = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    // A named lease: held by one node until it runs out.
+    assert!(s.take_lease("sweeper", "node-a", 60_000).await.unwrap());
+    assert!(!s.take_lease("sweeper", "node-b", 60_000).await.unwrap());
+    assert!(
+        s.take_lease("sweeper", "node-a", 10).await.unwrap(),
+        "renewed by its holder"
+    );
+    wait().await;
+    assert!(
+        s.take_lease("sweeper", "node-b", 60_000).await.unwrap(),
+        "run out: taken over"
+    );
+    assert!(!s.take_lease("sweeper", "node-a", 60_000).await.unwrap());
+
+    // A webhook with an event to deliver: claimed by one node.
+    let a = code_domain(s, "hooks.example", json!({})).await;
+    let hook = s
+        .create_webhook(
+            &actor(),
+            a,
+            "http://127.0.0.1:9/hook",
+            &provisor_domain::secret::SecretString::new("s".repeat(16)),
+        )
+        .await
+        .unwrap();
+    let code = s
+        .create_code(&actor(), a, Some("Desk"), "alice")
+        .await
+        .unwrap();
+    s.redeem_code(code.code.expose(), &redemption(mac("001565aabb01")))
+        .await
+        .unwrap()
+        .expect("redeemed: an event");
+    let claimed = s.claim_webhooks("node-a", 60_000, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|w| w.id).collect::<Vec<_>>(), [hook.id]);
+    assert!(
+        s.claim_webhooks("node-b", 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "one node at a time"
+    );
+    let event = events(s, a).await[0].id;
+    let lease = |node| WebhookLease {
+        webhook: hook.id,
+        node,
+        lease_ms: 10,
+    };
+    // Only the holder records an attempt (and its lease is renewed by it).
+    assert!(
+        !s.record_delivery(lease("node-b"), event, Some(500), "x", Some(0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.record_delivery(lease("node-a"), event, Some(500), "answered 500", Some(0))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.deliveries(a, hook.id, 10).await.unwrap().len(), 1);
+    // node-a dies: its lease runs out, node-b takes the webhook over from its cursor.
+    wait().await;
+    let taken = s.claim_webhooks("node-b", 60_000, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        taken[0].cursor, hook.cursor,
+        "the event was not delivered yet"
+    );
+    assert!(
+        !s.record_delivery(lease("node-a"), event, Some(200), "", None)
+            .await
+            .unwrap(),
+        "the old holder's late answer is not recorded"
+    );
+    assert!(
+        s.record_delivery(lease("node-b"), event, Some(200), "", None)
+            .await
+            .unwrap()
+    );
+    // Given back, delivered: nothing left to claim.
+    s.release_webhook(hook.id, "node-b").await.unwrap();
+    assert!(
+        s.claim_webhooks("node-a", 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -290,6 +290,30 @@ impl TestApp {
         t["token"].as_str().expect("a token").to_owned()
     }
 
+    /// Another node of the same installation: a server of its own (its own data directory,
+    /// with this one's encryption key, and ports) on the same PostgreSQL database, as a
+    /// second machine behind a load balancer; `change` alters its configuration.
+    pub async fn another_node(&self, change: impl FnOnce(&mut Config)) -> TestApp {
+        assert!(
+            self.config.database_url.is_some(),
+            "nodes share a PostgreSQL database"
+        );
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("a data directory");
+        std::fs::copy(
+            self.config.data_dir.join("secret.key"),
+            data_dir.join("secret.key"),
+        )
+        .expect("the installation's key");
+        let mut config = Config {
+            data_dir,
+            ..self.config.clone()
+        };
+        change(&mut config);
+        start(config, dir, Some(self.token.clone())).await
+    }
+
     /// Stops the server as SIGTERM would, and starts it again on the same data directory
     /// and database (on new ports).
     pub async fn restart(mut self) -> TestApp {

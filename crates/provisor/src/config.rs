@@ -60,6 +60,13 @@ pub struct Config {
     pub webhook_retry_base_seconds: u64,
     pub webhook_retry_max_seconds: u64,
     pub webhook_timeout_seconds: u64,
+    /// How long a node's claim on a webhook lasts without an attempt: when a node dies,
+    /// another takes its webhooks over after this.
+    pub webhook_lease_seconds: u64,
+    /// This node's name among the nodes sharing a database (leases, logs, the
+    /// `X-Provisor-Node` header of webhook requests); by default host, process id and a
+    /// random part.
+    pub node_id: Option<String>,
     /// Phone requests answered at once; above it, new ones get 503 with a jittered
     /// `Retry-After` while those in progress finish (0: no limit).
     pub phone_max_in_flight: u32,
@@ -97,6 +104,8 @@ impl Default for Config {
             webhook_retry_base_seconds: 5,
             webhook_retry_max_seconds: 600,
             webhook_timeout_seconds: 10,
+            webhook_lease_seconds: 60,
+            node_id: None,
             phone_max_in_flight: 512,
         }
     }
@@ -115,8 +124,10 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 30] = [
+const ENV_KEYS: [&str; 32] = [
+    "node_id",
     "phone_max_in_flight",
+    "webhook_lease_seconds",
     "innovaphone_path",
     "webhook_retry_base_seconds",
     "webhook_retry_max_seconds",
@@ -328,6 +339,15 @@ code_lockout_seconds = 900
 webhook_retry_base_seconds = 5
 webhook_retry_max_seconds = 600
 webhook_timeout_seconds = 10
+# With several nodes on one PostgreSQL each webhook is delivered by one node at a time;
+# when that node dies another takes its webhooks over after this many seconds (an event
+# whose delivery was cut short is sent again, with the same X-Provisor-Event-Id).
+webhook_lease_seconds = 60
+
+# This node's name among the nodes sharing a PostgreSQL database (in leases, in the log,
+# and in the X-Provisor-Node header of webhook requests). Unique per node; by default the
+# host name, process id and a random part.
+# node_id = "prov-1"
 
 # Admission control for boot storms: at most this many phone requests are answered at once;
 # above it a new one gets 503 with a Retry-After of 5 to 30 seconds (jittered, so the

@@ -290,16 +290,39 @@ fn code_limits(config: &Config) -> CodeLimits {
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Deletes expired codes now and then, until `stopping`.
+/// This process among the nodes sharing a database: host, process id and a random part
+/// (a restarted node is a new one; its old leases run out).
+pub fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let random = provisor_domain::token::digest(provisor_domain::token::generate().secret.expose());
+    format!("{}-{}-{}", host.trim(), std::process::id(), &random[..8])
+}
+
+/// Sweeps expired codes every minute, on one node at a time (the lease `sweeper`, held a
+/// little less than the interval, so the sweep moves to another node when this one dies).
 fn spawn_sweeper(
     store: Arc<dyn Store>,
+    node: String,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
+        let lease_ms = SWEEP_EVERY.as_millis() as i64 - 5_000;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stopping.wait_for(|s| *s) => return,
+            }
+            match store.take_lease("sweeper", &node, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the sweeper's lease could not be taken");
+                    continue;
+                }
             }
             match store.sweep_codes().await {
                 Ok(0) => {}
@@ -399,7 +422,8 @@ pub async fn run(
     let phones = Phones::new(renderer(config)?, options, recorder);
     let app = provisor_http::app(AppState::new(store.clone(), phones));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let sweeper = spawn_sweeper(store.clone(), stopping_rx.clone());
+    let node = config.node_id.clone().unwrap_or_else(node_id);
+    let sweeper = spawn_sweeper(store.clone(), node.clone(), stopping_rx.clone());
     let webhooks = provisor_http::webhooks::spawn(
         store.clone(),
         provisor_http::webhooks::WebhookOptions {
@@ -407,7 +431,9 @@ pub async fn run(
             retry_max: Duration::from_secs(config.webhook_retry_max_seconds.max(1)),
             timeout: Duration::from_secs(config.webhook_timeout_seconds.max(1)),
             poll: Duration::from_secs(1),
+            lease: Duration::from_secs(config.webhook_lease_seconds.max(1)),
         },
+        node,
         stopping_rx.clone(),
     );
     let stopped = move || {
@@ -480,7 +506,8 @@ pub async fn shutdown_signal() {
 }
 
 /// `provisor serve`.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    config.node_id.get_or_insert_with(node_id);
     let store = open_store(&config).await?;
     bootstrap_token(store.as_ref(), &config.data_dir).await?;
     let listeners = bind(&config).await?;
@@ -489,6 +516,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
-    tracing::info!(address = %listeners.http.local_addr()?, https = ?https, database = store.backend(), "Provisor is listening");
+    tracing::info!(address = %listeners.http.local_addr()?, https = ?https, database = store.backend(), node = config.node_id.as_deref().unwrap_or_default(), "Provisor is listening");
     run(store, &config, listeners, shutdown_signal()).await
 }

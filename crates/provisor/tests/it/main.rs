@@ -10,6 +10,7 @@ mod firmware;
 mod innovaphone;
 mod isolation;
 mod jobs;
+mod nodes;
 mod ops;
 mod phones;
 mod rollouts;

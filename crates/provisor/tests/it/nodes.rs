@@ -1,0 +1,282 @@
+//! Several nodes on one PostgreSQL, as real `provisor serve` processes (so a node can be
+//! killed with SIGKILL): work one node does at a time is done once, and a killed node's
+//! work is taken over when its lease runs out.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+const DOMAIN: &str = "nodes.example.com";
+
+/// One `provisor serve` process.
+struct Node {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    /// A node named `name` on `database`; with `key_of`, that node's encryption key.
+    async fn start(name: &str, database: &str, key_of: Option<&Node>) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        if let Some(other) = key_of {
+            std::fs::copy(
+                other.data_dir.join("secret.key"),
+                data_dir.join("secret.key"),
+            )
+            .unwrap();
+        }
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_provisor"))
+            .args([
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "serve",
+                "--listen",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("PROVISOR_DATABASE_URL", database)
+            .env("PROVISOR_NODE_ID", name)
+            .env("PROVISOR_WEBHOOK_LEASE_SECONDS", "2")
+            .env("PROVISOR_WEBHOOK_RETRY_BASE_SECONDS", "1")
+            .env("PROVISOR_WEBHOOK_TIMEOUT_SECONDS", "60")
+            .env("PROVISOR_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("provisor starts");
+        let node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+            data_dir,
+        };
+        let client = client();
+        for _ in 0..300 {
+            if client
+                .get(format!("{}/healthz", node.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return node;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {name} did not come up");
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: nothing is given back, no lease released.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The operator API of `node`, with the installation's token (the first node's file).
+async fn api(node: &Node, token: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let r = client()
+        .request(method.clone(), format!("{}{path}", node.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// What the webhook receiver got: (node, event id), and whether it holds the first
+/// request without answering (as a receiver that hangs while the node delivering dies).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(String, String)>>>,
+    hold_first: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap) -> StatusCode {
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let first = {
+        let mut got = r.got.lock().unwrap();
+        got.push((header("x-provisor-node"), header("x-provisor-event-id")));
+        got.len() == 1
+    };
+    if first && r.hold_first.load(std::sync::atomic::Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    StatusCode::OK
+}
+
+async fn receiver(hold_first: bool) -> (Receiver, String) {
+    let r = Receiver::default();
+    r.hold_first
+        .store(hold_first, std::sync::atomic::Ordering::SeqCst);
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (r, url)
+}
+
+impl Receiver {
+    async fn until(&self, done: impl Fn(&[(String, String)]) -> bool) -> Vec<(String, String)> {
+        for _ in 0..300 {
+            let got = self.got.lock().unwrap().clone();
+            if done(&got) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the webhook never got what was expected: {:?}",
+            self.got.lock().unwrap()
+        );
+    }
+}
+
+/// Three nodes on a fresh database, the domain with a user and an account, and the token.
+async fn three_nodes() -> Option<([Node; 3], String)> {
+    let database = provisor_store::testdb::fresh_postgres().await?;
+    let first = Node::start("n1", &database, None).await;
+    let second = Node::start("n2", &database, Some(&first)).await;
+    let third = Node::start("n3", &database, Some(&first)).await;
+    let token = std::fs::read_to_string(first.data_dir.join("operator-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let post = reqwest::Method::POST;
+    api(
+        &first,
+        &token,
+        post.clone(),
+        "/api/v1/domains",
+        json!({"name": DOMAIN}),
+    )
+    .await;
+    api(
+        &second,
+        &token,
+        post.clone(),
+        &format!("/api/v1/domains/{DOMAIN}/users"),
+        json!({"username": "alice"}),
+    )
+    .await;
+    api(
+        &third,
+        &token,
+        post,
+        &format!("/api/v1/domains/{DOMAIN}/users/alice/accounts"),
+        json!({"sip_user": "alice1", "password": "pw-alice-1"}),
+    )
+    .await;
+    Some(([first, second, third], token))
+}
+
+async fn add_webhook(node: &Node, token: &str, url: &str) {
+    api(
+        node,
+        token,
+        reqwest::Method::POST,
+        &format!("/api/v1/domains/{DOMAIN}/webhooks"),
+        json!({"url": url}),
+    )
+    .await;
+}
+
+/// A phone redeems a fresh code at `node`: one `device.provisioned` event.
+async fn provisioned(node: &Node, token: &str, mac: &str) {
+    let code = api(
+        node,
+        token,
+        reqwest::Method::POST,
+        &format!("/api/v1/domains/{DOMAIN}/codes"),
+        json!({"user": "alice"}),
+    )
+    .await["code"]
+        .clone();
+    let r = client()
+        .post(format!("{}/p/activate", node.base))
+        .json(&json!({"code": code, "mac": mac}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_each_event_once() {
+    let Some((nodes, token)) = three_nodes().await else {
+        return;
+    };
+    let (r, url) = receiver(false).await;
+    add_webhook(&nodes[0], &token, &url).await;
+    for i in 0..9 {
+        provisioned(&nodes[i % 3], &token, &format!("0015650000{i:02x}")).await;
+    }
+    r.until(|got| got.len() >= 9).await;
+    // Time for any second delivery to show up; there is none.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = r.got.lock().unwrap().clone();
+    let mut ids: Vec<&str> = got.iter().map(|(_, id)| id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 9, "each event once, in order: {got:?}");
+    assert_eq!(got.len(), 9, "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_delivery_is_taken_over() {
+    let Some((mut nodes, token)) = three_nodes().await else {
+        return;
+    };
+    // The receiver hangs on the first delivery: the node sending it is then killed.
+    let (r, url) = receiver(true).await;
+    add_webhook(&nodes[0], &token, &url).await;
+    provisioned(&nodes[1], &token, "001565000001").await;
+    let got = r.until(|got| !got.is_empty()).await;
+    let (delivering, event) = got[0].clone();
+    let victim = ["n1", "n2", "n3"]
+        .iter()
+        .position(|n| *n == delivering)
+        .expect("a node named in the request");
+    nodes[victim].kill();
+    // Its lease (2 s) runs out; another node sends the same event again.
+    let got = r.until(|got| got.len() >= 2).await;
+    assert_eq!(got[1].1, event, "the same event id: {got:?}");
+    assert_ne!(got[1].0, delivering, "another node: {got:?}");
+}
