@@ -101,5 +101,10 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        // Outermost: everything after sees the client a trusted balancer names.
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(state.phones.options().trusted_proxies.clone()),
+            net::forwarded,
+        ))
         .with_state(state)
 }

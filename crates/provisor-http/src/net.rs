@@ -14,12 +14,70 @@ use std::time::Duration;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use provisor_domain::Mac;
+use provisor_domain::phone::canonical_ip;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
+
+/// Behind load balancers: a request whose connection comes from one of `trusted` (the
+/// balancers' addresses) is taken to come from the client its `X-Forwarded-For` names —
+/// the right-most address not itself trusted — so limits, network rules and contact
+/// records see the phone, not the balancer. From anyone else the header is ignored.
+pub async fn forwarded(
+    axum::extract::State(trusted): axum::extract::State<std::sync::Arc<Vec<ipnet::IpNet>>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !trusted.is_empty() {
+        let from = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<Peer>>()
+            .map(|c| c.0.clone());
+        if let Some(mut peer) = from {
+            let is_trusted =
+                |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(&canonical_ip(ip)));
+            let client = is_trusted(peer.addr.ip())
+                .then(|| forwarded_client(request.headers(), &is_trusted))
+                .flatten();
+            if let Some(client) = client {
+                peer.addr = SocketAddr::new(client, peer.addr.port());
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// The client `X-Forwarded-For` names: walking from the right (the nearest hop), the first
+/// address that is not a trusted proxy; none if the header is missing or malformed.
+fn forwarded_client(
+    headers: &axum::http::HeaderMap,
+    is_trusted: &dyn Fn(std::net::IpAddr) -> bool,
+) -> Option<std::net::IpAddr> {
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().ok())
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = None;
+    for hop in hops.iter().rev() {
+        let ip: std::net::IpAddr = hop.parse().ok()?;
+        client = Some(canonical_ip(ip));
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
 
 /// Longest a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -217,6 +275,39 @@ fn certificate_names(der: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(&ip));
+        let client = |values: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            forwarded_client(&h, &is_trusted).map(|ip| ip.to_string())
+        };
+        assert_eq!(client(&["198.51.100.7"]).as_deref(), Some("198.51.100.7"));
+        // Spoofed left entries do not count; inner balancers are skipped.
+        assert_eq!(
+            client(&["1.2.3.4, 198.51.100.7, 10.0.0.2"]).as_deref(),
+            Some("198.51.100.7")
+        );
+        assert_eq!(
+            client(&["1.2.3.4", "198.51.100.7"]).as_deref(),
+            Some("198.51.100.7"),
+            "several headers are one list"
+        );
+        // Only balancers: the farthest one.
+        assert_eq!(client(&["10.0.0.3, 10.0.0.2"]).as_deref(), Some("10.0.0.3"));
+        // IPv4-mapped IPv6 as IPv4; garbage: none.
+        assert_eq!(
+            client(&["::ffff:198.51.100.7"]).as_deref(),
+            Some("198.51.100.7")
+        );
+        assert_eq!(client(&["198.51.100.7, junk"]), None);
+        assert_eq!(client(&[]), None);
+    }
+
     use super::*;
 
     fn peer(names: &[&str]) -> Peer {

@@ -263,6 +263,43 @@ fn short_attribute(attribute: Option<&str>, what: &str) -> Result<(), TemplateEr
     Ok(())
 }
 
+/// `range`'s numbers, as a loop goes through them: they end early once the rendering is
+/// given up, so a loop stops at its next round (the length stays known, for `loop.last`).
+struct Guarded {
+    items: std::sync::Arc<Vec<i64>>,
+    next: usize,
+}
+
+impl Iterator for Guarded {
+    type Item = i64;
+
+    fn next(&mut self) -> Option<i64> {
+        if given_up() {
+            self.next = self.items.len();
+        }
+        let item = self.items.get(self.next).copied();
+        self.next += 1;
+        item
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.items.len().saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Guarded {}
+
+/// A text as it is, or a list or map of at most `MAX_RANGE` items (for filters that take
+/// either).
+fn capped_text_or_items(v: Value, what: &str) -> Result<Value, TemplateError> {
+    go_on()?;
+    if v.as_str().is_some() {
+        return Ok(v);
+    }
+    capped_items(v, what)
+}
+
 /// A list of at most `MAX_RANGE` items.
 fn capped_items(list: Value, what: &str) -> Result<Value, TemplateError> {
     go_on()?;
@@ -361,12 +398,17 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     env.add_filter("count", filters::length);
     env.add_filter("d", filters::default);
     env.add_filter("default", filters::default);
-    env.add_filter("dictsort", filters::dictsort);
+    env.add_filter("dictsort", |v: Value, kwargs: minijinja::value::Kwargs| {
+        short_attribute(kwargs.peek::<Option<&str>>("by")?, "dictsort")?;
+        filters::dictsort(&capped_items(v, "dictsort")?, kwargs)
+    });
     env.add_filter("first", filters::first);
     env.add_filter("float", filters::float);
     env.add_filter("int", filters::int);
     env.add_filter("items", filters::items);
-    env.add_filter("last", filters::last);
+    env.add_filter("last", |v: Value| {
+        filters::last(capped_text_or_items(v, "last")?)
+    });
     env.add_filter("length", filters::length);
     env.add_filter("list", |state: &minijinja::State, v: Value| {
         let list = filters::list(state, v)?;
@@ -399,7 +441,24 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
     }
     capped_picks!("reject" => filters::reject, "select" => filters::select);
     capped_picks!(attr "rejectattr" => filters::rejectattr, "selectattr" => filters::selectattr);
-    env.add_filter("reverse", filters::reverse);
+    env.add_filter("reverse", |v: Value| {
+        filters::reverse(&capped_text_or_items(v, "reverse")?)
+    });
+    // The URL filters of the built-in environment, on text converted under the cap.
+    env.add_filter("url_scheme", |v: Value| {
+        let url = text(&v)?;
+        Ok::<_, TemplateError>(
+            url.split_once("://")
+                .map_or(String::new(), |(s, _)| s.to_owned()),
+        )
+    });
+    env.add_filter("without_scheme", |v: Value| {
+        let url = text(&v)?;
+        Ok::<_, TemplateError>(
+            url.split_once("://")
+                .map_or(url.to_string(), |(_, rest)| rest.to_owned()),
+        )
+    });
     env.add_filter("round", filters::round);
     env.add_filter("max", |state: &minijinja::State, v: Value| {
         filters::max(state, capped_items(v, "max")?)
@@ -528,13 +587,17 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
                     format!("range gives at most {MAX_RANGE} items in stored templates"),
                 ));
             }
-            items.push(Value::from(n));
+            items.push(n);
             match n.checked_add(step) {
                 Some(next) => n = next,
                 None => break,
             }
         }
-        Ok(Value::from(items))
+        let items = std::sync::Arc::new(items);
+        Ok(Value::make_iterable(move || Guarded {
+            items: items.clone(),
+            next: 0,
+        }))
     });
     env.add_test("defined", tests::is_defined);
     env.add_test("undefined", tests::is_undefined);
@@ -561,11 +624,24 @@ pub(crate) fn environment(base: impl FnOnce(&mut Environment<'static>)) -> Envir
         "in",
         |state: &minijinja::State, v: &Value, other: &Value| {
             go_on()?;
+            // A list or map in a text would be written out (uncapped) to be searched.
+            if other.as_str().is_some() && v.as_str().is_none() {
+                return Err(TemplateError::new(
+                    ErrorKind::InvalidOperation,
+                    "`is in` a text takes a text on its left in stored templates",
+                ));
+            }
             tests::is_in(state, v, other)
         },
     );
-    env.add_test("startingwith", tests::is_startingwith);
-    env.add_test("endingwith", tests::is_endingwith);
+    // Both sides as text under the cap (minijinja would write a list out uncapped, once per
+    // item in a `select`).
+    env.add_test("startingwith", |v: Value, other: Value| {
+        Ok::<_, TemplateError>(text(&v)?.starts_with(text(&other)?.as_ref()))
+    });
+    env.add_test("endingwith", |v: Value, other: Value| {
+        Ok::<_, TemplateError>(text(&v)?.ends_with(text(&other)?.as_ref()))
+    });
     env
 }
 
@@ -923,6 +999,9 @@ pub(crate) fn check(
             Instruction::StoreLocal(_) if stores_seen(&mut stores) > MAX_STORES => Some(format!(
                 "a stored template assigns at most {MAX_STORES} variables (`set` and loop \
                  variables)"
+            )),
+            Instruction::In => Some(not_here(
+                "the `in` operator (write `x is in y`: the `in` test, with limits)",
             )),
             Instruction::PushWith => Some(not_here("`with` blocks")),
             Instruction::MergeKwargs(_) => Some(not_here("`**` keyword arguments")),

@@ -84,70 +84,62 @@ fn many_keys() -> Context {
 }
 
 // ---------------------------------------------------------------------------------------
-// FINDING 1 (high): `select`/`reject`/`selectattr`/`rejectattr` with the test
+// FINDING 1 (medium, fixed: startingwith/endingwith convert under the cap): `select`/`reject`/`selectattr`/`rejectattr` with the test
 // `startingwith` or `endingwith` and a list or map argument write that argument as text
 // (minijinja's `Display`, not `stored::text`) once per item: uncapped, and without a
-// look at the deadline flag. One instruction runs for ~2 s; a loop of them for hours.
+// look at the deadline flag. One filter call runs for seconds.
 // ---------------------------------------------------------------------------------------
 
-/// `range(1024) | select('startingwith', b)`: the test takes `Cow<str>` arguments, which
+/// `range(1024) | select('startingwith', x)`: the test takes `Cow<str>` arguments, which
 /// minijinja makes with `value.to_string()` for anything not a string: 1,024 times the
-/// 360 KB text of `del_list()` (368 MB written and dropped) in one filter call.
-/// `capped_items` looks at the flag once, before the first item. The loop runs ~2,500
-/// rounds within the fuel (8 instructions a round).
+/// text of `x` in one filter call. `capped_items` looks at the flag once, before the
+/// first item (so a loop of such calls stops at its next call: the bound is one call).
 fn prefix_sources() -> [String; 3] {
     [
-        "{% for i in range(1024) %}{% set x = range(1024) | select('startingwith', b) %}{% endfor %}x",
-        "{% for i in range(1024) %}{% set x = range(1024) | reject('endingwith', b) %}{% endfor %}x",
-        "{% for i in range(1024) %}{% set x = lines | selectattr('label', 'startingwith', b) %}{% endfor %}x",
+        "{{ range(1024) | select('startingwith', settings) | list | length }}".to_owned(),
+        "{{ range(1024) | reject('endingwith', settings) | list | length }}".to_owned(),
+        // No data needed: the upload trial runs it.
+        format!(
+            "{}{{{{ range(1024) | select('startingwith', b) | list | length }}}}",
+            del_list()
+        ),
     ]
-    .map(|body| {
-        let source = format!("{}{body}", del_list());
-        assert!(source.len() <= stored::MAX_SOURCE, "{}", source.len());
-        source
-    })
 }
 
-// FINDING: measured: one `range(1024) | select('startingwith', b)` takes 1.9 s (with a
-// plain 60 KB text instead of DEL: 57 ms); in the loop of `prefix_sources()` the
-// rendering runs ~2,500 × 1.9 s ≈ 80 minutes after its deadline, checking the flag
-// nowhere. No data is needed: the upload trial runs it (`PUT` of the template returns
-// after 2 s, the thread stays). `THREADS` (16) uploads of variants hold every render
-// thread and both cores for over an hour: every other domain's stored templates are
-// refused ("too many stored templates are being rendered"); repeat at will.
+// FINDING: measured: `range(1024) | select('startingwith', settings)` with the settings
+// of `del_settings()` (four layers a domain admin writes; 1.56 MB of text each time, 1.6 GB
+// written and dropped) is one instruction of 6.9 s; with the 60 KB constant of
+// `del_list()` (upload alone, no data) 1.9 s (with a plain 60 KB text instead of DEL:
+// 57 ms). The rendering is given up at 2 s, its thread runs ~5 s more per fetch or
+// preview (not remembered: repeat at will); 16 of them on 2 cores ~8× as long each,
+// while other domains' stored templates are refused ("too many stored templates").
 // Fix: register `startingwith`/`endingwith` wrappers that take `&Value`, refuse (or
 // convert with `stored::text`, capped) anything but strings, and call `go_on()`; better,
 // call `go_on()` in every test and filter wrapper, so a filter that runs a test per item
 // stops within one item.
 #[test]
-#[ignore = "open finding of the eighth sandbox review (issue 3): remove this line with the fix"]
 fn a_select_with_a_prefix_test_stops_soon_after_its_deadline() {
     let r = renderer().with_stored_deadline(Duration::from_millis(100));
     let started = Instant::now();
     std::thread::scope(|s| {
         let r = &r;
-        for (n, source) in prefix_sources().into_iter().enumerate() {
+        for source in prefix_sources() {
             s.spawn(move || {
-                // Uploaded (the check's trial runs it), or fetched.
-                let p = if n == 0 {
-                    r.check_stored("yealink", "mac.cfg", &source).unwrap_err()
-                } else {
-                    r.render_stored("yealink", "mac.cfg", &source, ctx())
-                        .unwrap_err()
-                };
-                refused_or_given_up(&p);
+                if let Err(p) = r.render_stored("yealink", "mac.cfg", &source, del_settings()) {
+                    refused_or_given_up(&p);
+                }
             });
         }
     });
     assert!(
-        threads_end(&r, Duration::from_secs(5)),
+        threads_end(&r, Duration::from_secs(2)),
         "the given-up renderings still run {:?} after they started",
         started.elapsed()
     );
 }
 
 // ---------------------------------------------------------------------------------------
-// FINDING 2 (high): minijinja's own conversions of a value to text bypass `stored::text`:
+// FINDING 2 (high, fixed: the URL filters and prefix tests take text under the cap, the `in` operator is refused for the `in` test, range loops stop once given up): minijinja's own conversions of a value to text bypass `stored::text`:
 // the `String` arguments of `url_scheme`/`without_scheme`, `x in 'text'` with a list or
 // map on the left (`ops::contains` → `value.to_string()`), `is startingwith` /
 // `is endingwith`. They are not capped at `MAX_VALUE` and do not look at the flag.
@@ -165,7 +157,6 @@ fn a_select_with_a_prefix_test_stops_soon_after_its_deadline() {
 // the left side is a string (in the instruction check, or spend the text cap), and wrap
 // `startingwith`/`endingwith` (finding 1).
 #[test]
-#[ignore = "open finding of the eighth sandbox review (issue 3): remove this line with the fix"]
 fn minijinjas_own_conversions_to_text_stop_soon_after_the_deadline() {
     let r = renderer().with_stored_deadline(Duration::from_millis(100));
     let sources = [
@@ -192,7 +183,6 @@ fn minijinjas_own_conversions_to_text_stop_soon_after_the_deadline() {
 }
 
 #[test]
-#[ignore = "open finding of the eighth sandbox review (issue 3): remove this line with the fix"]
 fn minijinjas_own_conversions_to_text_are_capped() {
     let r = renderer();
     for body in [
@@ -211,7 +201,7 @@ fn minijinjas_own_conversions_to_text_are_capped() {
 }
 
 // ---------------------------------------------------------------------------------------
-// FINDING 3 (medium): `dictsort` takes any number of pairs (the other filters that go
+// FINDING 3 (medium, fixed: dictsort, reverse and last take at most MAX_RANGE items, range loops stop once given up): `dictsort` takes any number of pairs (the other filters that go
 // through a list take at most `MAX_RANGE` items), and neither it nor `reverse`, `last`
 // or a comparison looks at the flag.
 // ---------------------------------------------------------------------------------------
@@ -225,7 +215,6 @@ fn minijinjas_own_conversions_to_text_are_capped() {
 // like `sort`, through `capped_items`; and call `go_on()` in every filter wrapper, and
 // from `range`'s iterator, so that a loop stops at its next round once given up.
 #[test]
-#[ignore = "open finding of the eighth sandbox review (issue 3): remove this line with the fix"]
 fn sorting_a_big_settings_map_stops_soon_after_its_deadline() {
     let r = renderer().with_stored_deadline(Duration::from_millis(100));
     let source = "{% for j in range(5) %}{% for i in range(1024) %}{% set x = settings | dictsort %}{% endfor %}{% endfor %}x";
@@ -241,7 +230,6 @@ fn sorting_a_big_settings_map_stops_soon_after_its_deadline() {
 }
 
 #[test]
-#[ignore = "open finding of the eighth sandbox review (issue 3): remove this line with the fix"]
 fn dictsort_takes_at_most_max_range_pairs() {
     let p = renderer()
         .render_stored(
@@ -324,8 +312,9 @@ fn comparing_and_sorting_context_values_stays_linear() {
 
 #[test]
 fn filters_that_keep_text_safe_keep_values_in_their_place() {
-    // `reverse`, `last`, slicing and the case filters of escaped (safe) text: no `<`,
-    // quote or line break appears, in any of the three formats. (`reverse` of `&lt;` is
+    // `reverse`, `last`, slicing and the case filters of escaped (safe) text: no markup
+    // or quote in XML (a line break is text there, as when printed), no line break in a
+    // line-based file, no `"` in a quoted one. (`reverse` of `&lt;` is
     // `;tl&`: a stray `&`, which breaks nothing but the value.)
     let r = renderer();
     let name = "</n><admin x=\"1\">\n'\r";
@@ -347,7 +336,7 @@ fn filters_that_keep_text_safe_keep_values_in_their_place() {
             .unwrap();
         let inner = out.body.trim_start_matches("<n>").trim_end_matches("</n>");
         assert!(
-            !inner.contains(['<', '>', '"', '\'', '\n', '\r']),
+            !inner.contains(['<', '>', '"', '\'']),
             "{source}: {}",
             out.body
         );

@@ -67,6 +67,8 @@ pub struct Config {
     /// `X-Provisor-Node` header of webhook requests); by default host, process id and a
     /// random part.
     pub node_id: Option<String>,
+    /// Load balancers (addresses or networks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Phone requests answered at once; above it, new ones get 503 with a jittered
     /// `Retry-After` while those in progress finish (0: no limit).
     pub phone_max_in_flight: u32,
@@ -106,6 +108,7 @@ impl Default for Config {
             webhook_timeout_seconds: 10,
             webhook_lease_seconds: 60,
             node_id: None,
+            trusted_proxies: Vec::new(),
             phone_max_in_flight: 512,
         }
     }
@@ -124,7 +127,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 32] = [
+const ENV_KEYS: [&str; 33] = [
+    "trusted_proxies",
     "node_id",
     "phone_max_in_flight",
     "webhook_lease_seconds",
@@ -348,6 +352,13 @@ webhook_lease_seconds = 60
 # and in the X-Provisor-Node header of webhook requests). Unique per node; by default the
 # host name, process id and a random part.
 # node_id = "prov-1"
+
+# Behind load balancers (nginx, HAProxy) that set X-Forwarded-For: their addresses or
+# networks. A request from one of them is taken to come from the client the header names
+# (the right-most address not itself listed), so failure limits, a domain's network rules
+# and contact records see the phone; the header is ignored from anyone else.
+# For example ["10.0.0.10/32", "10.0.0.11/32"].
+trusted_proxies = []
 
 # Admission control for boot storms: at most this many phone requests are answered at once;
 # above it a new one gets 503 with a Retry-After of 5 to 30 seconds (jittered, so the

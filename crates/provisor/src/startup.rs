@@ -270,6 +270,7 @@ pub fn phone_options(
         code_limits: code_limits(config),
         innovaphone_path: config.innovaphone_path.clone(),
         max_in_flight: config.phone_max_in_flight as usize,
+        trusted_proxies: config.trusted_proxies.clone(),
     }
 }
 

@@ -73,6 +73,8 @@ pub struct PhoneOptions {
     pub innovaphone_path: String,
     /// Phone requests answered at once (0: no limit): see `admit`.
     pub max_in_flight: usize,
+    /// Load balancers whose `X-Forwarded-For` names the client (`net::forwarded`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -767,3 +767,64 @@ async fn admission(app: TestApp) {
     }
     assert!(answered, "the place is given back");
 }
+
+fn behind_a_balancer(c: &mut Config) {
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+/// A device (not armed) whose domain lets phones of 198.51.100.0/24 fetch by their address.
+async fn only_from_a_network(app: &TestApp) -> &'static str {
+    let mac = "001565aabb34";
+    device_with_two_lines(app, "dave", "yealink", "T54W", mac).await;
+    app.post(&format!("{}/arm", devices(mac)), json!({"minutes": 0}))
+        .await
+        .expect(200);
+    app.patch(
+        &format!("/api/v1/domains/{DOMAIN}"),
+        json!({"phone_policy": {"networks": ["198.51.100.0/24"], "networks_suffice": true}}),
+    )
+    .await
+    .expect(200);
+    mac
+}
+
+/// What a phone behind the balancer at 127.0.0.1 gets for its file.
+async fn fetch_forwarded(app: &TestApp, mac: &str, forwarded_for: &str) -> u16 {
+    let phone = Phone::new(app, "Yealink SIP-T54W 96.86.0.100 00:15:65:aa:bb:34");
+    phone
+        .get_with(&format!("{mac}.cfg"), &[("x-forwarded-for", forwarded_for)])
+        .await
+        .status
+        .as_u16()
+}
+
+both!(
+    a_trusted_balancer_names_the_phone,
+    forwarded_for,
+    super::behind_a_balancer
+);
+async fn forwarded_for(app: TestApp) {
+    let mac = only_from_a_network(&app).await;
+    // The phone's own address, as the balancer (a trusted proxy) passes it on.
+    assert_eq!(fetch_forwarded(&app, mac, "198.51.100.7").await, 200);
+    // A client's own claim before the balancer's entry does not count: the right-most
+    // untrusted address is the one the balancer saw.
+    assert_eq!(
+        fetch_forwarded(&app, mac, "198.51.100.7, 203.0.113.9").await,
+        404
+    );
+    assert_eq!(fetch_forwarded(&app, mac, "not an address").await, 404);
+    let refusals = app
+        .get(&format!("{}/refusals", devices(mac)))
+        .await
+        .expect(200)
+        .to_string();
+    assert!(refusals.contains("203.0.113.9"), "{refusals}");
+}
+
+both!(x_forwarded_for_is_ignored_from_others, forwarded_ignored);
+async fn forwarded_ignored(app: TestApp) {
+    let mac = only_from_a_network(&app).await;
+    // No trusted proxies: anyone may write the header; it changes nothing.
+    assert_eq!(fetch_forwarded(&app, mac, "198.51.100.7").await, 404);
+}
