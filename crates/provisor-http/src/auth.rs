@@ -171,7 +171,7 @@ pub async fn limited_check<T>(
     password: &provisor_domain::secret::SecretString,
 ) -> ApiResult<Result<(bool, T), std::time::Duration>> {
     let limiter = state.phones.limiter();
-    let counted = match limiter.attempt(keys) {
+    let counted = match limiter.attempt(keys).await {
         Ok(c) => c,
         Err(wait) => return Ok(Err(wait)),
     };
@@ -186,7 +186,7 @@ pub async fn limited_check<T>(
     let right = known && matches;
     if right {
         for ((key, limit), locking) in keys.iter().zip(counted) {
-            limiter.refund(key, *limit, locking);
+            limiter.refund(key, *limit, locking).await;
         }
     }
     Ok(Ok((right, found)))

@@ -16,6 +16,9 @@ type Db = sqlx::Postgres;
 const BACKEND: &str = "postgres";
 /// Appended to a claim's row selection: rows another node is claiming are passed over
 /// (SQLite has one writer at a time and needs nothing).
+/// Appended to a read of rows a transaction will change: they are held until it ends
+/// (SQLite's write transactions hold the whole database).
+const FOR_UPDATE: &str = " FOR UPDATE";
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 /// The PostgreSQL migrations; versions match the SQLite ones one for one.

@@ -17,6 +17,9 @@ type Db = sqlx::Sqlite;
 const BACKEND: &str = "sqlite";
 /// Appended to a claim's row selection: rows another node is claiming are passed over
 /// (SQLite has one writer at a time and needs nothing).
+/// Appended to a read of rows a transaction will change: they are held until it ends
+/// (SQLite's write transactions hold the whole database).
+const FOR_UPDATE: &str = "";
 const SKIP_LOCKED: &str = "";
 
 /// The SQLite migrations; versions match the PostgreSQL ones one for one.

@@ -4,7 +4,8 @@
 //! - `type Db` — the sqlx database (`sqlx::Sqlite` or `sqlx::Postgres`);
 //! - `async fn begin_write(&Pool<Db>) -> sqlx::Result<Transaction<'static, Db>>`;
 //! - `const BACKEND: &str`;
-//! - `const SKIP_LOCKED: &str`: `FOR UPDATE SKIP LOCKED` where the database has it.
+//! - `const SKIP_LOCKED: &str`: `FOR UPDATE SKIP LOCKED` where the database has it;
+//! - `const FOR_UPDATE: &str`: `FOR UPDATE` where the database has it.
 //!
 //! Statements use only SQL both backends speak: `$n` parameters, `RETURNING`,
 //! `ON CONFLICT`, integer millisecond timestamps, JSON columns through `sqlx::types::Json`.
@@ -32,7 +33,7 @@ use provisor_store::{BaseStore, Page, PageRequest, PoolStats, Result, StoreError
 use serde::Serialize;
 use sqlx::{Pool, Transaction};
 
-use super::{BACKEND, Db, SKIP_LOCKED, begin_write};
+use super::{BACKEND, Db, FOR_UPDATE, SKIP_LOCKED, begin_write};
 
 type Conn = <Db as sqlx::Database>::Connection;
 type Tx = Transaction<'static, Db>;
@@ -178,6 +179,68 @@ impl BaseStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn with_limits(
+        &self,
+        keys: &[String],
+        change: &mut (dyn for<'r> FnMut(&'r mut [provisor_store::LimitRow]) + Send),
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let at = now();
+        // Rows taken in key order, so two nodes counting the same keys cannot deadlock.
+        let mut order: Vec<&String> = keys.iter().collect();
+        order.sort();
+        order.dedup();
+        let mut held = std::collections::HashMap::new();
+        for key in order {
+            sqlx::query(
+                "INSERT INTO limits (key, since, failures, locked_until) VALUES ($1, $2, 0, 0) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let (since, failures, locked_until): (i64, i32, i64) = sqlx::query_as(&format!(
+                "SELECT since, failures, locked_until FROM limits WHERE key = $1{FOR_UPDATE}"
+            ))
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            held.insert(
+                key.clone(),
+                provisor_store::LimitRow {
+                    key: key.clone(),
+                    since,
+                    failures: failures.max(0) as u32,
+                    locked_until,
+                },
+            );
+        }
+        let mut rows: Vec<_> = keys.iter().map(|k| held[k].clone()).collect();
+        change(&mut rows);
+        for r in &rows {
+            sqlx::query(
+                "UPDATE limits SET since = $2, failures = $3, locked_until = $4 WHERE key = $1",
+            )
+            .bind(&r.key)
+            .bind(r.since)
+            .bind(r.failures.min(i32::MAX as u32) as i32)
+            .bind(r.locked_until)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune_limits(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM limits WHERE since < $1 AND locked_until < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn take_lease(&self, name: &str, node: &str, lease_ms: i64) -> Result<bool> {

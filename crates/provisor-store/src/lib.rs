@@ -169,6 +169,16 @@ pub trait BaseStore: Send + Sync {
     /// Sets `key` unless it is set already; true if this call set it.
     async fn meta_init(&self, key: &str, value: &str) -> Result<bool>;
     async fn meta_remove(&self, key: &str) -> Result<()>;
+    /// The failure counts of `keys` (a fresh row for a key without one), changed by
+    /// `change` (rows in the order of `keys`) and written back in one transaction that
+    /// holds them: failure limits shared by every node of an installation.
+    async fn with_limits(
+        &self,
+        keys: &[String],
+        change: &mut (dyn for<'r> FnMut(&'r mut [LimitRow]) + Send),
+    ) -> Result<()>;
+    /// Drops counts that began, and locks that ended, before `before` (ms).
+    async fn prune_limits(&self, before: i64) -> Result<u64>;
     /// Takes (or renews) the lease `name` for `node` for `lease_ms`, unless another node
     /// holds it: whether `node` holds it now. For work one node does at a time.
     async fn take_lease(&self, name: &str, node: &str, lease_ms: i64) -> Result<bool>;
@@ -601,6 +611,16 @@ pub struct DueWebhook {
     pub secret: SecretString,
     pub cursor: i64,
     pub failures: u32,
+}
+
+/// A key's failure count (`provisor_http::limit` keeps the rules): failures since `since`,
+/// locked until `locked_until` (ms since the epoch; 0: not locked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitRow {
+    pub key: String,
+    pub since: i64,
+    pub failures: u32,
+    pub locked_until: i64,
 }
 
 /// A webhook as leased to a node: what a delivery attempt is recorded under.

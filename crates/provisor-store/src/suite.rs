@@ -72,6 +72,7 @@ macro_rules! store_suite {
             jobs_progress_through_check_ins,
             admins_and_sessions,
             leases_give_work_to_one_node,
+            limits_are_counted_in_one_transaction,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
@@ -4800,4 +4801,57 @@ pub async fn leases_give_work_to_one_node(s: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Failure counts shared by nodes: changed in one transaction that holds their rows.
+pub async fn limits_are_counted_in_one_transaction(s: Arc<dyn Store>) {
+    let keys = vec!["guess-ip:192.0.2.1".to_owned(), "code-all".to_owned()];
+    // Fresh rows for keys never seen, in the order asked.
+    let mut seen = Vec::new();
+    s.with_limits(&keys, &mut |rows: &mut [crate::LimitRow]| {
+        seen = rows.iter().map(|r| (r.key.clone(), r.failures)).collect();
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen,
+        [
+            ("guess-ip:192.0.2.1".to_owned(), 0),
+            ("code-all".to_owned(), 0)
+        ]
+    );
+    // Twenty counts at once (as from several nodes): none lost.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (s, keys) = (s.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            s.with_limits(&keys, &mut |rows: &mut [crate::LimitRow]| {
+                for r in rows {
+                    r.failures += 1;
+                }
+            })
+            .await
+            .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut counts = Vec::new();
+    s.with_limits(&keys, &mut |rows: &mut [crate::LimitRow]| {
+        counts = rows.iter().map(|r| r.failures).collect();
+        rows[1].locked_until = 0;
+    })
+    .await
+    .unwrap();
+    assert_eq!(counts, [20, 20]);
+    // Pruned once old (and not locked).
+    let future = chrono::Utc::now().timestamp_millis() + 1000;
+    assert_eq!(s.prune_limits(future).await.unwrap(), 2);
+    s.with_limits(&keys[..1], &mut |rows: &mut [crate::LimitRow]| {
+        counts = vec![rows[0].failures];
+    })
+    .await
+    .unwrap();
+    assert_eq!(counts, [0], "counting starts afresh");
 }

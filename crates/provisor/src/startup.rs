@@ -325,6 +325,14 @@ fn spawn_sweeper(
                     continue;
                 }
             }
+            // Failure counts a day old (longer than any window or lockout) are dropped.
+            let day_ago = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+                - 86_400_000;
+            if let Err(e) = store.prune_limits(day_ago).await {
+                tracing::warn!(error = %e, "old failure counts could not be removed");
+            }
             match store.sweep_codes().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(count = n, "expired provisioning codes removed"),
@@ -420,7 +428,12 @@ pub async fn run(
     }
     let options = phone_options(config, listening, https_addr);
     let (recorder, recording) = Recorder::spawn(store.clone());
-    let phones = Phones::new(renderer(config)?, options, recorder);
+    // With PostgreSQL, failure limits are the database's: shared by every node on it.
+    let limiter = match store.backend() {
+        "postgres" => provisor_http::limit::Limiter::shared(store.clone()),
+        _ => provisor_http::limit::Limiter::new(),
+    };
+    let phones = Phones::new(renderer(config)?, options, recorder).with_limiter(limiter);
     let app = provisor_http::app(AppState::new(store.clone(), phones));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let node = config.node_id.clone().unwrap_or_else(node_id);

@@ -208,7 +208,7 @@ impl Connection {
             return refused("ask for a challenge first");
         };
         let attempt = Attempt::new(&self.st, &self.ip, &self.domain, "appwebsocket");
-        let Ok(counted) = attempt.count() else {
+        let Ok(counted) = attempt.count().await else {
             return refused("too many failed logins; try again later");
         };
         let domain = match self.st.store.innovaphone_domain(&self.domain).await {
@@ -244,7 +244,7 @@ impl Connection {
             attempt.failed("wrong digest").await;
             return refused("the login is not correct");
         };
-        attempt.succeeded(counted);
+        attempt.succeeded(counted).await;
         tracing::info!(
             ip = self.ip,
             domain = domain.name,

@@ -66,10 +66,16 @@ impl<'a> Attempt<'a> {
         format!("{}-ok:{}:{}", self.endpoint, self.domain, self.ip)
     }
 
-    fn keys(&self) -> Vec<(String, Limit)> {
+    async fn keys(&self) -> Vec<(String, Limit)> {
         let limits = self.st.phones.options().code_limits;
         let mut keys = vec![(format!("guess-ip:{}", self.ip), limits.per_ip)];
-        if !self.st.phones.limiter().remembered(&self.trusted_key()) {
+        if !self
+            .st
+            .phones
+            .limiter()
+            .remembered(&self.trusted_key())
+            .await
+        {
             keys.push((
                 format!("{}-domain:{}", self.endpoint, self.domain),
                 limits.per_domain,
@@ -79,9 +85,9 @@ impl<'a> Attempt<'a> {
     }
 
     /// Counts the attempt ahead, or how long attempts are refused.
-    fn count(&self) -> Result<Counted, Duration> {
-        let keys = self.keys();
-        match self.st.phones.limiter().attempt(&keys) {
+    async fn count(&self) -> Result<Counted, Duration> {
+        let keys = self.keys().await;
+        match self.st.phones.limiter().attempt(&keys).await {
             Ok(locking) => Ok(Counted(
                 keys.into_iter()
                     .zip(locking)
@@ -103,12 +109,12 @@ impl<'a> Attempt<'a> {
 
     /// The check succeeded: the failures counted ahead are taken back, and the address is
     /// exempt from the domain's lock for a day.
-    fn succeeded(&self, counted: Counted) {
+    async fn succeeded(&self, counted: Counted) {
         let limiter = self.st.phones.limiter();
         for (k, l, locking) in counted.0 {
-            limiter.refund(&k, l, locking);
+            limiter.refund(&k, l, locking).await;
         }
-        limiter.remember(&self.trusted_key(), TRUSTED_FOR);
+        limiter.remember(&self.trusted_key(), TRUSTED_FOR).await;
     }
 
     /// The check failed (its failures stay counted): logged and audited.

@@ -147,7 +147,7 @@ impl Connection {
     ) -> (Vec<Message>, End) {
         let ip = self.ip.to_string();
         let attempt = Attempt::new(&self.st, &ip, &self.domain, "sysclient");
-        let Ok(counted) = attempt.count() else {
+        let Ok(counted) = attempt.count().await else {
             return (Vec::new(), REFUSED);
         };
         let store = self.st.store.as_ref();
@@ -176,7 +176,7 @@ impl Connection {
             attempt.failed("wrong digest").await;
             return (Vec::new(), REFUSED);
         };
-        attempt.succeeded(counted);
+        attempt.succeeded(counted).await;
         if let Some(end) = self.seen(d.id, mac, id).await {
             return (Vec::new(), Some(end));
         }

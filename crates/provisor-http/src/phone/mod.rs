@@ -141,6 +141,12 @@ impl Phones {
         }
     }
 
+    /// The same, counting failures with `limiter` (the database's, with several nodes).
+    pub fn with_limiter(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
     pub fn renderer(&self) -> &Renderer {
         &self.renderer
     }
@@ -158,27 +164,29 @@ impl Phones {
         mac: Mac,
         ip: &str,
     ) -> provisor_store::Result<()> {
-        let counted = self.count_guess(&guess, ip);
+        let counted = self.count_guess(&guess, ip).await;
         self.audit_guess(store, &guess, mac, ip, counted).await
     }
 
     /// Counts a guess against the limits (ahead of checking it); what each count did.
-    fn count_guess(&self, guess: &Guess<'_>, ip: &str) -> (bool, bool) {
+    async fn count_guess(&self, guess: &Guess<'_>, ip: &str) -> (bool, bool) {
         let limits = self.options.code_limits;
         let (key, limit) = guess_key(guess, &limits);
-        (
-            self.limiter.fail(&format!("guess-ip:{ip}"), limits.per_ip),
-            self.limiter.fail(&key, limit),
-        )
+        let per_ip = self
+            .limiter
+            .fail(&format!("guess-ip:{ip}"), limits.per_ip)
+            .await;
+        (per_ip, self.limiter.fail(&key, limit).await)
     }
 
     /// Takes back a guess counted ahead that turned out right.
-    fn refund_guess(&self, guess: &Guess<'_>, ip: &str, counted: (bool, bool)) {
+    async fn refund_guess(&self, guess: &Guess<'_>, ip: &str, counted: (bool, bool)) {
         let limits = self.options.code_limits;
         let (key, limit) = guess_key(guess, &limits);
         self.limiter
-            .refund(&format!("guess-ip:{ip}"), limits.per_ip, counted.0);
-        self.limiter.refund(&key, limit, counted.1);
+            .refund(&format!("guess-ip:{ip}"), limits.per_ip, counted.0)
+            .await;
+        self.limiter.refund(&key, limit, counted.1).await;
     }
 
     async fn audit_guess(
@@ -222,7 +230,7 @@ impl Phones {
                 domain: &auto.domain,
                 category: &auto.category,
             };
-            if self.guess_locked(&guess, &ip).is_none() {
+            if self.guess_locked(&guess, &ip).await.is_none() {
                 self.guess_failed(store, guess, mac, &ip).await?;
             }
         }
@@ -230,7 +238,7 @@ impl Phones {
             && crate::auth::basic_credentials(req.headers)
                 .map(|(_, p)| p)
                 .is_some()
-            && self.guess_locked(&Guess::Code, &ip).is_none()
+            && self.guess_locked(&Guess::Code, &ip).await.is_none()
         {
             self.guess_failed(store, Guess::Code, mac, &ip).await?;
         }
@@ -238,11 +246,12 @@ impl Phones {
     }
 
     /// How much longer guesses of this kind from `ip` are refused, if they are.
-    fn guess_locked(&self, guess: &Guess<'_>, ip: &str) -> Option<std::time::Duration> {
+    async fn guess_locked(&self, guess: &Guess<'_>, ip: &str) -> Option<std::time::Duration> {
         let (other, _) = guess_key(guess, &self.options.code_limits);
-        self.limiter
-            .locked(&format!("guess-ip:{ip}"))
-            .or_else(|| self.limiter.locked(&other))
+        match self.limiter.locked(&format!("guess-ip:{ip}")).await {
+            Some(wait) => Some(wait),
+            None => self.limiter.locked(&other).await,
+        }
     }
 
     /// The failure limiter for guessable secrets, shared with the softphone logins.
@@ -260,14 +269,14 @@ impl Phones {
         let ip = redemption
             .ip
             .map_or_else(|| "unknown".to_owned(), |i| i.to_string());
-        if let Some(wait) = self.guess_locked(&Guess::Code, &ip) {
+        if let Some(wait) = self.guess_locked(&Guess::Code, &ip).await {
             tracing::info!(ip, "provisioning code not tried: too many failures");
             return Ok(CodeOutcome::Locked(wait));
         }
         // Counted ahead, so guesses made at the same moment all count.
-        let counted = self.count_guess(&Guess::Code, &ip);
+        let counted = self.count_guess(&Guess::Code, &ip).await;
         if let Some(redeemed) = store.redeem_code(code, redemption).await? {
-            self.refund_guess(&Guess::Code, &ip, counted);
+            self.refund_guess(&Guess::Code, &ip, counted).await;
             tracing::info!(mac = %redemption.mac, domain = redeemed.domain_name, ip, "provisioning code redeemed");
             return Ok(CodeOutcome::Redeemed(Box::new(redeemed)));
         }
@@ -997,18 +1006,18 @@ impl Phones {
             domain: &auto.domain,
             category: &auto.category,
         };
-        if self.guess_locked(&guess, &ip).is_some() {
+        if self.guess_locked(&guess, &ip).await.is_some() {
             tracing::info!(ip, "automatic provisioning not tried: too many failures");
             return Ok(None);
         }
         let redemption = redemption_of(f, mac, req);
-        let counted = self.count_guess(&guess, &ip);
+        let counted = self.count_guess(&guess, &ip).await;
         if store
             .auto_provision(&auto.domain, &auto.token, &auto.category, &redemption)
             .await?
             .is_some()
         {
-            self.refund_guess(&guess, &ip, counted);
+            self.refund_guess(&guess, &ip, counted).await;
             tracing::info!(%mac, domain = auto.domain, category = auto.category, ip, "device registered by automatic provisioning");
             return self.serve_new(store, f, mac, req).await;
         }

@@ -280,3 +280,40 @@ async fn a_killed_nodes_delivery_is_taken_over() {
     assert_eq!(got[1].1, event, "the same event id: {got:?}");
     assert_ne!(got[1].0, delivering, "another node: {got:?}");
 }
+
+/// A wrong code sent to `app`'s activation endpoint.
+async fn guess(app: &provisor_testkit::TestApp, n: u32) -> provisor_testkit::Answer {
+    let body = json!({"code": format!("{:012}", 100_000 + n), "mac": "001565000099"});
+    app.send(
+        reqwest::Method::POST,
+        "/p/activate",
+        None,
+        "application/json",
+        &body.to_string(),
+    )
+    .await
+}
+
+/// Wrong codes spread over two nodes count against one budget: the lockout holds on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_limits_are_shared_by_the_nodes() {
+    let few = |c: &mut provisor::config::Config| {
+        c.code_failures_per_ip = 4;
+    };
+    let Some(a) = provisor_testkit::spawn_app_with(provisor_testkit::Backend::Postgres, few).await
+    else {
+        return;
+    };
+    let b = a.another_node(few).await;
+    // Two wrong codes at each node: four in all, the per-address budget.
+    for n in 0..4 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(guess(node, n).await.status, 403);
+    }
+    // Locked now, at either node (one node alone has seen only two).
+    for node in [&a, &b] {
+        let locked = guess(node, 9).await;
+        assert_eq!(locked.status, 429, "{}", locked.text);
+        assert!(locked.headers.contains_key("retry-after"));
+    }
+}
