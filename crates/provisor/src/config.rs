@@ -67,6 +67,8 @@ pub struct Config {
     /// `X-Provisor-Node` header of webhook requests); by default host, process id and a
     /// random part.
     pub node_id: Option<String>,
+    /// How often expired codes are swept (on one node of several).
+    pub sweep_seconds: u64,
     /// Load balancers (addresses or networks) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Phone requests answered at once; above it, new ones get 503 with a jittered
@@ -109,6 +111,7 @@ impl Default for Config {
             webhook_lease_seconds: 60,
             node_id: None,
             trusted_proxies: Vec::new(),
+            sweep_seconds: 60,
             phone_max_in_flight: 512,
         }
     }
@@ -127,7 +130,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 33] = [
+const ENV_KEYS: [&str; 34] = [
+    "sweep_seconds",
     "trusted_proxies",
     "node_id",
     "phone_max_in_flight",
@@ -359,6 +363,10 @@ webhook_lease_seconds = 60
 # and contact records see the phone; the header is ignored from anyone else.
 # For example ["10.0.0.10/32", "10.0.0.11/32"].
 trusted_proxies = []
+
+# How often expired provisioning codes are removed (code.expired events, rollout codes
+# marked expired); with several nodes, one of them does it each time.
+sweep_seconds = 60
 
 # Admission control for boot storms: at most this many phone requests are answered at once;
 # above it a new one gets 503 with a Retry-After of 5 to 30 seconds (jittered, so the

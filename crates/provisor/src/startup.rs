@@ -287,10 +287,6 @@ fn code_limits(config: &Config) -> CodeLimits {
     }
 }
 
-/// How often expired provisioning codes are swept (each writes `code.expired`).
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// Deletes expired codes now and then, until `stopping`.
 /// This process among the nodes sharing a database: host, process id and a random part
 /// (a restarted node is a new one; its old leases run out).
 pub fn node_id() -> String {
@@ -302,16 +298,18 @@ pub fn node_id() -> String {
     format!("{}-{}-{}", host.trim(), std::process::id(), &random[..8])
 }
 
-/// Sweeps expired codes every minute, on one node at a time (the lease `sweeper`, held a
-/// little less than the interval, so the sweep moves to another node when this one dies).
+/// Sweeps expired codes every `every` (a minute), on one node at a time (the lease
+/// `sweeper`, held a little less than the interval, so the sweep moves to another node
+/// when this one dies).
 fn spawn_sweeper(
     store: Arc<dyn Store>,
     node: String,
+    every: Duration,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        let lease_ms = SWEEP_EVERY.as_millis() as i64 - 5_000;
+        let mut tick = tokio::time::interval(every);
+        let lease_ms = every.as_millis() as i64 * 9 / 10;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -437,7 +435,12 @@ pub async fn run(
     let app = provisor_http::app(AppState::new(store.clone(), phones));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let node = config.node_id.clone().unwrap_or_else(node_id);
-    let sweeper = spawn_sweeper(store.clone(), node.clone(), stopping_rx.clone());
+    let sweeper = spawn_sweeper(
+        store.clone(),
+        node.clone(),
+        Duration::from_secs(config.sweep_seconds.max(1)),
+        stopping_rx.clone(),
+    );
     let webhooks = provisor_http::webhooks::spawn(
         store.clone(),
         provisor_http::webhooks::WebhookOptions {

@@ -317,3 +317,123 @@ async fn failure_limits_are_shared_by_the_nodes() {
         assert!(locked.headers.contains_key("retry-after"));
     }
 }
+
+/// Three nodes sweeping every second: each expired code is swept (and reported) once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_codes_are_swept_once_by_three_nodes() {
+    let quick = |c: &mut provisor::config::Config| {
+        c.sweep_seconds = 1;
+    };
+    let Some(a) =
+        provisor_testkit::spawn_app_with(provisor_testkit::Backend::Postgres, quick).await
+    else {
+        return;
+    };
+    let b = a.another_node(quick).await;
+    let c = a.another_node(quick).await;
+    a.create_domain(DOMAIN).await;
+    a.patch(
+        &format!("/api/v1/domains/{DOMAIN}"),
+        json!({"phone_policy": {"code_seconds": 1}}),
+    )
+    .await
+    .expect(200);
+    a.create_user(DOMAIN, "alice").await;
+    for node in [&a, &b, &c, &a, &b] {
+        node.post(
+            &format!("/api/v1/domains/{DOMAIN}/codes"),
+            json!({"user": "alice"}),
+        )
+        .await
+        .expect(201);
+    }
+    a.eventually(&format!("/api/v1/domains/{DOMAIN}/events?after=0"), |e| {
+        e.as_array()
+            .is_some_and(|e| e.iter().filter(|e| e["kind"] == "code.expired").count() >= 5)
+    })
+    .await;
+    // A few more sweeps by every node: nothing is reported twice.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let events = b
+        .get(&format!("/api/v1/domains/{DOMAIN}/events?after=0"))
+        .await
+        .expect(200);
+    let expired: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "code.expired")
+        .collect();
+    assert_eq!(expired.len(), 5, "{events}");
+    let mut ids: Vec<i64> = expired
+        .iter()
+        .map(|e| e["payload"]["code_id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "{events}");
+}
+
+/// A change made through one node is what another serves on its next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_node_is_served_by_another() {
+    let Some(a) =
+        provisor_testkit::spawn_app_with(provisor_testkit::Backend::Postgres, |_| {}).await
+    else {
+        return;
+    };
+    let b = a.another_node(|_| {}).await;
+    a.create_domain(DOMAIN).await;
+    let device = a
+        .device_with_two_lines(
+            DOMAIN,
+            "carol",
+            json!({"mac": "001565aabb77", "vendor": "yealink", "model": "T54W"}),
+        )
+        .await;
+    let url = device["provisioning"]["url"].as_str().unwrap().to_owned();
+    let path = url.split_once("/p/").map(|(_, p)| p).unwrap().to_owned();
+    let fetch = |app: &provisor_testkit::TestApp| {
+        let url = format!("{}/p/{path}001565aabb77.cfg", app.base);
+        async move {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(url)
+                .header(
+                    "user-agent",
+                    "Yealink SIP-T54W 96.86.0.100 00:15:65:aa:bb:77",
+                )
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(fetch(&b).await.contains("pw-carol-1"));
+    // The SIP password changed through node A; node B serves the new one at once.
+    let accounts = a
+        .get(&format!("/api/v1/domains/{DOMAIN}/accounts?user=carol"))
+        .await
+        .expect(200);
+    let id = accounts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["sip_user"] == "carol1")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    a.patch(
+        &format!("/api/v1/domains/{DOMAIN}/accounts/{id}"),
+        json!({"password": "pw-carol-new"}),
+    )
+    .await
+    .expect(200);
+    let served = fetch(&b).await;
+    assert!(served.contains("pw-carol-new"), "{served}");
+    assert!(!served.contains("pw-carol-1\n"), "{served}");
+}
