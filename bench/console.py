@@ -118,7 +118,7 @@ def main():
             ("devices, first page", d + "/devices"),
             ("devices by MAC", d + "/devices?mac=" + middle),
             ("devices by user", d + "/devices?user=u%06d" % (a.devices // 2)),
-            ("devices by state (none)", d + "/devices?state=registered"),
+            ("devices by state (none)", d + "/devices?state=provisioned"),
             ("device with preview", d + "/devices/%s?file=%s.cfg" % (middle, middle)),
             ("rollouts", d + "/rollouts"),
             ("jobs", d + "/jobs"),

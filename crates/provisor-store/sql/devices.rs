@@ -243,11 +243,21 @@ impl DeviceStore for SqlStore {
         if let Some(mac) = filter.mac {
             q.push(" AND d.mac = ").push_bind(mac.to_string());
         }
+        // By the owner's and the category's ids, so the indexes on them are used (a join
+        // on the name would go through every device of the domain).
         if let Some(user) = &filter.user {
-            q.push(" AND u.username = ").push_bind(user.clone());
+            q.push(" AND d.user_id = (SELECT id FROM users WHERE domain_id = ")
+                .push_bind(d.0)
+                .push(" AND username = ")
+                .push_bind(user.clone())
+                .push(")");
         }
         if let Some(category) = &filter.category {
-            q.push(" AND c.name = ").push_bind(category.clone());
+            q.push(" AND d.category_id = (SELECT id FROM categories WHERE domain_id = ")
+                .push_bind(d.0)
+                .push(" AND name = ")
+                .push_bind(category.clone())
+                .push(")");
         }
         if let Some(state) = filter.state {
             q.push(" AND d.state = ").push_bind(state.as_str());

@@ -696,15 +696,21 @@ impl UserStore for SqlStore {
         username: Option<&str>,
         req: PageRequest,
     ) -> Result<Page<SipAccount>> {
-        let rows: Vec<AccountRow> = sqlx::query_as(&format!(
-            "{ACCOUNT_SELECT} WHERE a.domain_id = $1 AND a.id > $2 AND ($3 = '' OR u.username = $3) ORDER BY a.id LIMIT $4"
-        ))
-        .bind(d.0)
-        .bind(req.after.unwrap_or(0))
-        .bind(username.unwrap_or(""))
-        .bind(fetch_limit(req))
-        .fetch_all(&self.pool)
-        .await?;
+        let mut q = sqlx::QueryBuilder::<super::Db>::new(ACCOUNT_SELECT);
+        q.push(" WHERE a.domain_id = ")
+            .push_bind(d.0)
+            .push(" AND a.id > ")
+            .push_bind(req.after.unwrap_or(0));
+        // By the owner's id, so the index on it is used.
+        if let Some(username) = username {
+            q.push(" AND a.user_id = (SELECT id FROM users WHERE domain_id = ")
+                .push_bind(d.0)
+                .push(" AND username = ")
+                .push_bind(username.to_owned())
+                .push(")");
+        }
+        q.push(" ORDER BY a.id LIMIT ").push_bind(fetch_limit(req));
+        let rows: Vec<AccountRow> = q.build_query_as().fetch_all(&self.pool).await?;
         Ok(page(
             rows.into_iter().map(SipAccount::from).collect(),
             req,
