@@ -1,5 +1,6 @@
 //! Black-box tests of the `provisor` binary and its HTTP API, on SQLite and PostgreSQL.
 
+mod abuse;
 mod api;
 mod auto;
 mod bulk;

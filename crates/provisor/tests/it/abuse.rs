@@ -1,0 +1,251 @@
+//! Abuse of what faces the network (issue 11): path traversal in file, template and
+//! firmware names, oversized bodies and headers, XML entity expansion, spreadsheet formulas
+//! on export. Each gets a clear refusal; nothing leaks, nothing is written, the server goes
+//! on answering.
+
+use provisor_testkit::{TestApp, both};
+use reqwest::Method;
+use serde_json::json;
+
+const DOMAIN: &str = "acme.example.com";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A raw request line (the client does not normalise `..`), and what came back.
+async fn raw(app: &TestApp, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+both!(file_names_cannot_climb_out, traversal);
+async fn traversal(app: TestApp) {
+    app.create_domain(DOMAIN).await;
+    let device = app
+        .device_with_two_lines(DOMAIN, "alice", json!({"mac": "001565aabbcc"}))
+        .await;
+    let url = device["provisioning"]["url"].as_str().unwrap().to_owned();
+    let token = url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let key = std::fs::read_to_string(app.config.data_dir.join("secret.key")).unwrap();
+    for path in [
+        "/p/../../etc/passwd".to_owned(),
+        "/p/..%2f..%2fetc%2fpasswd".to_owned(),
+        "/p/%2e%2e/%2e%2e/etc/passwd".to_owned(),
+        format!("/p/{token}/../secret.key"),
+        format!("/p/{token}/..%2fsecret.key"),
+        format!("/p/{token}/firmware/..%2f..%2fsecret.key"),
+        format!("/p/{token}/%2e%2e%2f%2e%2e%2fprovisor.db"),
+        "/p/....//....//etc/passwd".to_owned(),
+    ] {
+        let answer = raw(
+            &app,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        let status = answer.split(' ').nth(1).unwrap_or("");
+        assert!(
+            status == "404" || status == "400",
+            "{path}: {}",
+            answer.lines().next().unwrap_or("")
+        );
+        assert!(
+            !answer.contains("root:") && !answer.contains(key.trim()),
+            "{path}"
+        );
+    }
+    // Names an admin gives: templates and firmware.
+    for name in ["..%2F..%2Fsecret.key", "%2e%2e", "a%2Fb"] {
+        let r = app
+            .send(
+                Method::PUT,
+                &format!("/api/v1/domains/{DOMAIN}/templates/yealink/{name}"),
+                Some(&app.token),
+                "text/plain",
+                "x",
+            )
+            .await;
+        assert!(r.status == 400 || r.status == 404, "{name}: {}", r.text);
+        let r = app
+            .send(
+                Method::PUT,
+                &format!("/api/v1/firmware/{name}"),
+                Some(&app.token),
+                "application/octet-stream",
+                "firmware",
+            )
+            .await;
+        assert!(
+            r.status == 400 || r.status == 404,
+            "firmware {name}: {}",
+            r.text
+        );
+    }
+    assert!(
+        !app.config.data_dir.join("../secret.key").exists()
+            && !app.config.data_dir.parent().unwrap().join("b").exists()
+    );
+}
+
+both!(
+    oversized_requests_are_refused_and_the_server_goes_on,
+    oversized
+);
+async fn oversized(app: TestApp) {
+    // A JSON body beyond the API's limit.
+    let big = format!("{{\"name\": \"{}\"}}", "a".repeat(3 * 1024 * 1024));
+    let r = app
+        .send(
+            Method::POST,
+            "/api/v1/domains",
+            Some(&app.token),
+            "application/json",
+            &big,
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    // Headers beyond what the server reads: refused (or the connection closed), not a crash.
+    let answer = raw(
+        &app,
+        &format!(
+            "GET /p/001565aabbcc.cfg HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "b".repeat(1024 * 1024)
+        ),
+    )
+    .await;
+    let status = answer.split(' ').nth(1).unwrap_or("");
+    assert!(
+        answer.is_empty() || status == "431" || status == "400",
+        "{}",
+        answer.lines().next().unwrap_or("")
+    );
+    let many: String = (0..500).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let answer = raw(
+        &app,
+        &format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n"),
+    )
+    .await;
+    let status = answer.split(' ').nth(1).unwrap_or("");
+    assert!(answer.is_empty() || status == "431" || status == "400" || status == "200");
+    // Still answering.
+    assert!(
+        client()
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    assert_eq!(
+        app.get("/api/v1/domains").await.expect(200)["items"],
+        json!([])
+    );
+}
+
+both!(xml_entities_are_not_expanded, entities);
+async fn entities(app: TestApp) {
+    app.create_domain(DOMAIN).await;
+    // "Billion laughs": a DTD whose entities expand to gigabytes.
+    let mut dtd = String::from("<!DOCTYPE lolz [<!ENTITY lol \"lol\">");
+    for i in 1..10 {
+        let prev = if i == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        dtd.push_str(&format!(
+            "<!ENTITY lol{i} \"{}\">",
+            format!("&{prev};").repeat(10)
+        ));
+    }
+    dtd.push(']');
+    dtd.push('>');
+    let xml = format!(
+        "<?xml version=\"1.0\"?>{dtd}<template><deviceconfig filename=\"cfg%%mac_address%%.xml\">&lol9;</deviceconfig></template>"
+    );
+    let started = std::time::Instant::now();
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/domains/{DOMAIN}/templates/import-3cx?vendor=grandstream"),
+            Some(&app.token),
+            "application/xml",
+            &xml,
+        )
+        .await;
+    assert!(r.status == 422 || r.status == 400, "{}", r.text);
+    assert!(!r.text.contains("lollollol"), "nothing expanded");
+    // (A refusal, not minutes of expansion: bounded well below any timeout.)
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // An external entity (a file of the server) is not read either.
+    let xxe = "<?xml version=\"1.0\"?><!DOCTYPE t [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\
+               <template><deviceconfig filename=\"cfg%%mac_address%%.xml\">&x;</deviceconfig></template>";
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/domains/{DOMAIN}/templates/import-3cx?vendor=grandstream"),
+            Some(&app.token),
+            "application/xml",
+            xxe,
+        )
+        .await;
+    assert!(r.status == 422 || r.status == 400, "{}", r.text);
+    assert!(!r.text.contains("root:"));
+    assert_eq!(
+        app.get(&format!("/api/v1/domains/{DOMAIN}/templates"))
+            .await
+            .expect(200),
+        json!([]),
+        "nothing stored"
+    );
+}
+
+both!(exports_do_not_carry_spreadsheet_formulas, formulas);
+async fn formulas(app: TestApp) {
+    app.create_domain(DOMAIN).await;
+    for (name, display) in [
+        ("u1", "=HYPERLINK(\"http://evil\")"),
+        ("u2", "+cmd|' /C calc'!A0"),
+        ("u3", "-2+3"),
+        ("u4", "@SUM(A1)"),
+    ] {
+        app.post(
+            &format!("/api/v1/domains/{DOMAIN}/users"),
+            json!({"username": name, "display_name": display}),
+        )
+        .await
+        .expect(201);
+    }
+    let csv = app
+        .send(
+            Method::GET,
+            &format!("/api/v1/domains/{DOMAIN}/export"),
+            Some(&app.token),
+            "text/plain",
+            "",
+        )
+        .await
+        .text;
+    for line in csv.lines().skip(1) {
+        let display = line.split(',').nth(1).unwrap_or("");
+        let cell = display.trim_start_matches('"');
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@']),
+            "a formula reaches the spreadsheet: {line}"
+        );
+    }
+    assert!(
+        csv.contains("'=HYPERLINK") || csv.contains("\"'=HYPERLINK"),
+        "{csv}"
+    );
+}
