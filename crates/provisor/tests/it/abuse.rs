@@ -3,7 +3,7 @@
 //! on export. Each gets a clear refusal; nothing leaks, nothing is written, the server goes
 //! on answering.
 
-use provisor_testkit::{TestApp, both};
+use provisor_testkit::{Answer, TestApp, both};
 use reqwest::Method;
 use serde_json::json;
 
@@ -21,6 +21,16 @@ async fn raw(app: &TestApp, request: &str) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An operator's request with a body of its own type.
+async fn send(app: &TestApp, method: Method, path: &str, kind: &str, body: &str) -> Answer {
+    app.send(method, path, Some(&app.token), kind, body).await
+}
+
+async fn import_3cx(app: &TestApp, xml: &str) -> Answer {
+    let path = format!("/api/v1/domains/{DOMAIN}/templates/import-3cx?vendor=grandstream");
+    send(app, Method::POST, &path, "application/xml", xml).await
 }
 
 both!(file_names_cannot_climb_out, traversal);
@@ -65,25 +75,18 @@ async fn traversal(app: TestApp) {
     }
     // Names an admin gives: templates and firmware.
     for name in ["..%2F..%2Fsecret.key", "%2e%2e", "a%2Fb"] {
-        let r = app
-            .send(
-                Method::PUT,
-                &format!("/api/v1/domains/{DOMAIN}/templates/yealink/{name}"),
-                Some(&app.token),
-                "text/plain",
-                "x",
-            )
-            .await;
+        let template = format!("/api/v1/domains/{DOMAIN}/templates/yealink/{name}");
+        let r = send(&app, Method::PUT, &template, "text/plain", "x").await;
         assert!(r.status == 400 || r.status == 404, "{name}: {}", r.text);
-        let r = app
-            .send(
-                Method::PUT,
-                &format!("/api/v1/firmware/{name}"),
-                Some(&app.token),
-                "application/octet-stream",
-                "firmware",
-            )
-            .await;
+        let firmware = format!("/api/v1/firmware/{name}");
+        let r = send(
+            &app,
+            Method::PUT,
+            &firmware,
+            "application/octet-stream",
+            "fw",
+        )
+        .await;
         assert!(
             r.status == 400 || r.status == 404,
             "firmware {name}: {}",
@@ -103,15 +106,14 @@ both!(
 async fn oversized(app: TestApp) {
     // A JSON body beyond the API's limit.
     let big = format!("{{\"name\": \"{}\"}}", "a".repeat(3 * 1024 * 1024));
-    let r = app
-        .send(
-            Method::POST,
-            "/api/v1/domains",
-            Some(&app.token),
-            "application/json",
-            &big,
-        )
-        .await;
+    let r = send(
+        &app,
+        Method::POST,
+        "/api/v1/domains",
+        "application/json",
+        &big,
+    )
+    .await;
     assert_eq!(r.status, 413, "{}", r.text);
     // Headers beyond what the server reads: refused (or the connection closed), not a crash.
     let answer = raw(
@@ -174,15 +176,7 @@ async fn entities(app: TestApp) {
         "<?xml version=\"1.0\"?>{dtd}<template><deviceconfig filename=\"cfg%%mac_address%%.xml\">&lol9;</deviceconfig></template>"
     );
     let started = std::time::Instant::now();
-    let r = app
-        .send(
-            Method::POST,
-            &format!("/api/v1/domains/{DOMAIN}/templates/import-3cx?vendor=grandstream"),
-            Some(&app.token),
-            "application/xml",
-            &xml,
-        )
-        .await;
+    let r = import_3cx(&app, &xml).await;
     assert!(r.status == 422 || r.status == 400, "{}", r.text);
     assert!(!r.text.contains("lollollol"), "nothing expanded");
     // (A refusal, not minutes of expansion: bounded well below any timeout.)
@@ -190,15 +184,7 @@ async fn entities(app: TestApp) {
     // An external entity (a file of the server) is not read either.
     let xxe = "<?xml version=\"1.0\"?><!DOCTYPE t [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\
                <template><deviceconfig filename=\"cfg%%mac_address%%.xml\">&x;</deviceconfig></template>";
-    let r = app
-        .send(
-            Method::POST,
-            &format!("/api/v1/domains/{DOMAIN}/templates/import-3cx?vendor=grandstream"),
-            Some(&app.token),
-            "application/xml",
-            xxe,
-        )
-        .await;
+    let r = import_3cx(&app, xxe).await;
     assert!(r.status == 422 || r.status == 400, "{}", r.text);
     assert!(!r.text.contains("root:"));
     assert_eq!(
@@ -226,14 +212,8 @@ async fn formulas(app: TestApp) {
         .await
         .expect(201);
     }
-    let csv = app
-        .send(
-            Method::GET,
-            &format!("/api/v1/domains/{DOMAIN}/export"),
-            Some(&app.token),
-            "text/plain",
-            "",
-        )
+    let export = format!("/api/v1/domains/{DOMAIN}/export");
+    let csv = send(&app, Method::GET, &export, "text/plain", "")
         .await
         .text;
     for line in csv.lines().skip(1) {
