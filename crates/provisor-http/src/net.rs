@@ -79,6 +79,57 @@ fn forwarded_client(
     client
 }
 
+/// Serves `app` on `listener` until `stopped`, then lets the connections in progress
+/// finish. Each connection's requests carry its `Peer` (`ConnectInfo`). A client gets
+/// `header_read` to send a request's headers (slowloris: a client trickling bytes does not
+/// hold its connection for ever), HTTP/1.1 and HTTP/2, with upgrades (WebSockets).
+pub async fn serve<L>(
+    mut listener: L,
+    app: axum::Router,
+    header_read: Duration,
+    stopped: impl std::future::Future<Output = ()>,
+) where
+    L: Listener<Addr = Peer>,
+    L::Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stopped = std::pin::pin!(stopped);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read);
+    builder.http2().enable_connect_protocol();
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stopped => break,
+        };
+        let service = app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer.clone()));
+                request.map(axum::body::Body::new)
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::trace!(error = %e, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 /// Longest a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 

@@ -67,6 +67,8 @@ pub struct Config {
     /// `X-Provisor-Node` header of webhook requests); by default host, process id and a
     /// random part.
     pub node_id: Option<String>,
+    /// How long a client may take to send a request's headers (slow clients are cut off).
+    pub header_read_timeout_seconds: u64,
     /// How often expired codes are swept (on one node of several).
     pub sweep_seconds: u64,
     /// Load balancers (addresses or networks) whose `X-Forwarded-For` names the client.
@@ -112,6 +114,7 @@ impl Default for Config {
             node_id: None,
             trusted_proxies: Vec::new(),
             sweep_seconds: 60,
+            header_read_timeout_seconds: 10,
             phone_max_in_flight: 512,
         }
     }
@@ -130,7 +133,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 34] = [
+const ENV_KEYS: [&str; 35] = [
+    "header_read_timeout_seconds",
     "sweep_seconds",
     "trusted_proxies",
     "node_id",
@@ -363,6 +367,10 @@ webhook_lease_seconds = 60
 # and contact records see the phone; the header is ignored from anyone else.
 # For example ["10.0.0.10/32", "10.0.0.11/32"].
 trusted_proxies = []
+
+# How long a client may take to send a request's headers; a slow (or slowloris) client is
+# cut off after this, so it cannot hold connections.
+header_read_timeout_seconds = 10
 
 # How often expired provisioning codes are removed (code.expired events, rollout codes
 # marked expired); with several nodes, one of them does it each time.

@@ -1,7 +1,7 @@
 //! From configuration to a running server: data directory, encryption key, store,
 //! first operator token, listener, graceful shutdown.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use axum::serve::Listener as _;
 use provisor_domain::model::{Actor, Role};
 use provisor_domain::secret::{Cipher, SecretString};
 use provisor_http::limit::Limit;
-use provisor_http::net::{Peer, PlainListener, TlsConfig, TlsListener};
+use provisor_http::net::{PlainListener, TlsConfig, TlsListener};
 use provisor_http::phone::{CodeLimits, Recorder};
 use provisor_http::{AppState, PhoneOptions, Phones};
 use provisor_render::{Renderer, Vendors};
@@ -464,25 +464,21 @@ pub async fn run(
         tracing::info!("shutting down: no new connections, finishing running requests");
         let _ = stopping_tx.send(true);
     };
-    let http = axum::serve(
+    let header_read = Duration::from_secs(config.header_read_timeout_seconds.max(1));
+    let http = provisor_http::net::serve(
         PlainListener(listeners.http),
-        app.clone().into_make_service_with_connect_info::<Peer>(),
-    )
-    .with_graceful_shutdown(stopped());
+        app.clone(),
+        header_read,
+        stopped(),
+    );
     let https_stopped = stopped();
     let https = async move {
-        match https {
-            Some(listener) => {
-                axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-                    .with_graceful_shutdown(https_stopped)
-                    .await
-            }
-            None => Ok(()),
+        if let Some(listener) = https {
+            provisor_http::net::serve(listener, app, header_read, https_stopped).await;
         }
     };
     let servers = async move {
-        let (a, b) = tokio::join!(http.into_future(), https);
-        a.and(b)
+        tokio::join!(http, https);
     };
     let deadline_stopped = stopped();
     let deadline = async move {
@@ -491,7 +487,7 @@ pub async fn run(
     };
     tokio::spawn(signal);
     tokio::select! {
-        result = servers => result.context("the HTTP server failed")?,
+        () = servers => {}
         () = deadline => tracing::warn!("requests still running after the shutdown grace period; exiting anyway"),
     }
     recording.finish(Duration::from_secs(5)).await;

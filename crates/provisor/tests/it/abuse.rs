@@ -229,3 +229,46 @@ async fn formulas(app: TestApp) {
         "{csv}"
     );
 }
+
+fn impatient(c: &mut provisor::config::Config) {
+    c.header_read_timeout_seconds = 1;
+}
+
+both!(slow_clients_are_cut_off, slowloris, super::impatient);
+async fn slowloris(app: TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Fifty connections that never finish their headers, trickling a byte now and then.
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(app.address).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // Others are served meanwhile.
+    assert!(
+        client()
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for s in &mut slow {
+        let _ = s.write_all(b"a").await;
+    }
+    // After the header timeout the server has closed every one of them (a 408 first, or
+    // just the end of the stream).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a slow connection is still open");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+}
