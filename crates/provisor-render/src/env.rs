@@ -409,6 +409,8 @@ impl Renderer {
             column: 1,
             message,
         };
+        // Values a stored template may compare or walk in one instruction, bounded.
+        stored::fits(&context).map_err(refuse)?;
         let key = provisor_domain::token::digest(&format!(
             "{}\0{vendor}\0{template}\0{source}",
             context.device.mac

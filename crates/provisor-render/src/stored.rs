@@ -290,6 +290,53 @@ impl Iterator for Guarded {
 
 impl ExactSizeIterator for Guarded {}
 
+/// Most values (scalars, lists and maps, at every depth) the settings a stored template
+/// sees may hold, and most items in one list or map.
+pub const MAX_SETTINGS_VALUES: usize = 8 * MAX_RANGE;
+
+/// Checks that the context's settings are small enough for a stored template: at most
+/// `MAX_RANGE` items in a list or map, `MAX_SETTINGS_VALUES` values in all. minijinja
+/// compares and walks values in one instruction, without a check of the deadline (`a == b`
+/// over two lists of 20,000 items, in a loop, ran for twenty seconds after the rendering was
+/// given up), so stored templates get bounded values only.
+pub(crate) fn fits(context: &Context) -> Result<(), String> {
+    let mut count = 0usize;
+    let mut stack: Vec<(String, &serde_json::Value)> = context
+        .settings
+        .iter()
+        .map(|(k, v)| (format!("settings.{k}"), v))
+        .collect();
+    if stack.len() > MAX_RANGE {
+        return Err(format!(
+            "the settings hold {} keys; stored templates take at most {MAX_RANGE}",
+            stack.len()
+        ));
+    }
+    while let Some((path, v)) = stack.pop() {
+        count += 1;
+        if count > MAX_SETTINGS_VALUES {
+            return Err(format!(
+                "the settings hold more than {MAX_SETTINGS_VALUES} values; stored templates take at most that many"
+            ));
+        }
+        let items: Vec<(String, &serde_json::Value)> = match v {
+            serde_json::Value::Array(a) => a.iter().map(|x| (format!("{path}[…]"), x)).collect(),
+            serde_json::Value::Object(m) => {
+                m.iter().map(|(k, x)| (format!("{path}.{k}"), x)).collect()
+            }
+            _ => continue,
+        };
+        if items.len() > MAX_RANGE {
+            return Err(format!(
+                "the setting {path} holds {} items; stored templates take at most {MAX_RANGE}",
+                items.len()
+            ));
+        }
+        stack.extend(items);
+    }
+    Ok(())
+}
+
 /// A text as it is, or a list or map of at most `MAX_RANGE` items (for filters that take
 /// either).
 fn capped_text_or_items(v: Value, what: &str) -> Result<Value, TemplateError> {

@@ -9,15 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use provisor_render::{Context, Renderer, Vendors, stored};
+use provisor_render::{Context, stored};
 
-fn renderer() -> Renderer {
-    Renderer::new(Vendors::builtin().unwrap()).unwrap()
-}
-
-fn ctx() -> Context {
-    Context::sample("yealink", "T54W", 3)
-}
+mod common;
+use common::{ctx, refused_or_given_up, renderer, threads_end};
 
 /// A value of 78,994 characters, made in a few bytes of source: 800 numbers joined with
 /// 16 `'` each (15.7 KB, under `MAX_VALUE`), then `xml`, which checks only its *input*
@@ -40,19 +35,6 @@ fn peak_rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// Waits until every stored-template render thread of `r` has ended, at most `limit`.
-/// Whether they all ended.
-fn threads_end(r: &Renderer, limit: Duration) -> bool {
-    let since = Instant::now();
-    while r.stored_threads() > 0 {
-        if since.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,16 +156,6 @@ fn slow_source(variant: usize) -> String {
 // `select`/`reject`/`selectattr`/`rejectattr` and in the `in` test (wrap them as `list`
 // is wrapped); cap the iterable they take at `MAX_RANGE` items, so one instruction does
 // at most `MAX_RANGE²` work.
-/// Refused (by a cap) or given up at the deadline: either way its thread ends soon.
-fn refused_or_given_up(p: &provisor_render::TemplateProblem) {
-    assert!(
-        ["longer than", "limit", "at most"]
-            .iter()
-            .any(|w| p.message.contains(w)),
-        "{p}"
-    );
-}
-
 #[test]
 fn a_given_up_rendering_stops_soon_even_without_writing() {
     let r = renderer().with_stored_deadline(Duration::from_millis(100));

@@ -9,38 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use provisor_render::{Context, Renderer, Vendors, stored};
+use provisor_render::{Context, stored};
 
-fn renderer() -> Renderer {
-    Renderer::new(Vendors::builtin().unwrap()).unwrap()
-}
-
-fn ctx() -> Context {
-    Context::sample("yealink", "T54W", 3)
-}
-
-/// Waits until every stored-template render thread of `r` has ended, at most `limit`.
-/// Whether they all ended.
-fn threads_end(r: &Renderer, limit: Duration) -> bool {
-    let since = Instant::now();
-    while r.stored_threads() > 0 {
-        if since.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
-}
-
-/// Refused (by a cap) or given up at the deadline.
-fn refused_or_given_up(p: &provisor_render::TemplateProblem) {
-    assert!(
-        ["longer than", "limit", "at most"]
-            .iter()
-            .any(|w| p.message.contains(w)),
-        "{p}"
-    );
-}
+mod common;
+use common::{ctx, refused_or_given_up, renderer, threads_end};
 
 // ---------------------------------------------------------------------------------------
 // FINDING 1 (high, fixed: an attribute takes at most 64 bytes): one `sort` instruction works for ~30-40 s without a cancellation check.
