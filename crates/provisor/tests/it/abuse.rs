@@ -272,3 +272,65 @@ async fn slowloris(app: TestApp) {
         assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
     }
 }
+
+both!(an_import_killed_midway_leaves_nothing, killed_import);
+async fn killed_import(app: TestApp) {
+    app.create_domain(DOMAIN).await;
+    // A large import (one transaction), through the CLI, killed with SIGKILL while it runs.
+    let mut csv = String::from("username,sip_user,sip_password,mac,vendor,line\n");
+    for i in 0..40_000 {
+        csv.push_str(&format!(
+            "k{i:05},{},pw-{i},001565{i:06x},yealink,1\n",
+            500_000 + i
+        ));
+    }
+    let file = app.data_path().join("../big.csv");
+    std::fs::write(&file, csv).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_provisor"));
+    cmd.args(["import", "--domain", DOMAIN])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(app.data_path())
+        .env_remove("PROVISOR_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(url) = &app.config.database_url {
+        cmd.env("PROVISOR_DATABASE_URL", url.0.expose());
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Killed after two seconds, well inside its transaction (40,000 rows take longer).
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    let users = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/users?limit=5"))
+        .await
+        .expect(200);
+    let devices = app
+        .get(&format!("/api/v1/domains/{DOMAIN}/devices?limit=5"))
+        .await
+        .expect(200);
+    if finished {
+        // (A fast machine finished first: then all of it is there.)
+        assert_eq!(users["items"].as_array().unwrap().len(), 5);
+    } else {
+        assert_eq!(users["items"], json!([]), "no user of a killed import");
+        assert_eq!(devices["items"], json!([]), "no device of a killed import");
+    }
+    // The database is whole: another import goes through.
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/domains/{DOMAIN}/import"),
+        "text/csv",
+        "username,sip_user,sip_password\nafter,900001,pw-after\n",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
