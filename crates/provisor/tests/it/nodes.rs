@@ -170,25 +170,32 @@ impl Receiver {
     }
 }
 
+/// The installation's token (the first node's file), and the domain made through `first`.
+async fn domain_through(first: &Node) -> String {
+    let token = std::fs::read_to_string(first.data_dir.join("operator-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let body = json!({"name": DOMAIN});
+    api(
+        first,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/domains",
+        body,
+    )
+    .await;
+    token
+}
+
 /// Three nodes on a fresh database, the domain with a user and an account, and the token.
 async fn three_nodes() -> Option<([Node; 3], String)> {
     let database = provisor_store::testdb::fresh_postgres().await?;
     let first = Node::start("n1", &database, None).await;
     let second = Node::start("n2", &database, Some(&first)).await;
     let third = Node::start("n3", &database, Some(&first)).await;
-    let token = std::fs::read_to_string(first.data_dir.join("operator-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = domain_through(&first).await;
     let post = reqwest::Method::POST;
-    api(
-        &first,
-        &token,
-        post.clone(),
-        "/api/v1/domains",
-        json!({"name": DOMAIN}),
-    )
-    .await;
     api(
         &second,
         &token,
@@ -436,4 +443,132 @@ async fn a_change_through_one_node_is_served_by_another() {
     let served = fetch(&b).await;
     assert!(served.contains("pw-carol-new"), "{served}");
     assert!(!served.contains("pw-carol-1\n"), "{served}");
+}
+
+/// A PostgreSQL cluster of the test's own (it is restarted, so not the shared one), run as
+/// the `postgres` user when the test runs as root. None where its tools are missing.
+struct OwnCluster {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnCluster {
+    fn as_postgres(&self, tool: &str) -> Command {
+        let tool = self.bin.join(tool);
+        if nix_is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(tool);
+            c
+        } else {
+            Command::new(tool)
+        }
+    }
+
+    fn start() -> Option<OwnCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").exists())?;
+        let dir = tempfile::tempdir().ok()?;
+        let cluster = OwnCluster {
+            bin,
+            dir,
+            port: free_port(),
+        };
+        if nix_is_root() {
+            Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(cluster.dir.path())
+                .status()
+                .ok()?;
+        }
+        let data = cluster.dir.path().join("data");
+        let ok = cluster
+            .as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        (ok && cluster.pg_ctl("start")).then_some(cluster)
+    }
+
+    fn pg_ctl(&self, action: &str) -> bool {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        self.as_postgres("pg_ctl")
+            .args([action, "-w", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.pg_ctl("stop");
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+/// After a PostgreSQL restart every node recovers by itself: ready again, writes work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_recover_after_a_postgresql_restart() {
+    let Some(cluster) = OwnCluster::start() else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI needs PostgreSQL's initdb and pg_ctl"
+        );
+        eprintln!("note: no initdb/pg_ctl here; the PostgreSQL restart test is skipped");
+        return;
+    };
+    let database = cluster.url();
+    let first = Node::start("r1", &database, None).await;
+    let second = Node::start("r2", &database, Some(&first)).await;
+    let token = domain_through(&first).await;
+    let post = reqwest::Method::POST;
+    assert!(cluster.pg_ctl("restart"), "PostgreSQL restarts");
+    for (n, node) in [&first, &second].into_iter().enumerate() {
+        let mut ready = false;
+        for _ in 0..300 {
+            let r = client().get(format!("{}/readyz", node.base)).send().await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "node {n} is ready again");
+        api(
+            node,
+            &token,
+            post.clone(),
+            &format!("/api/v1/domains/{DOMAIN}/users"),
+            json!({"username": format!("after{n}")}),
+        )
+        .await;
+    }
 }
