@@ -334,3 +334,48 @@ async fn killed_import(app: TestApp) {
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+fn small_budgets(c: &mut provisor::config::Config) {
+    c.code_failures_per_ip = 5;
+    c.code_failures_total = 20;
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+both!(
+    guesses_from_many_addresses_get_the_installations_budget,
+    guess_rate,
+    super::small_budgets
+);
+async fn guess_rate(app: TestApp) {
+    // The documented arithmetic: at most `code_failures_total` wrong codes are checked per
+    // window, whatever the number of source addresses (here 12 addresses, each within its
+    // own budget of 5, behind a trusted balancer that names them).
+    let mut checked = 0;
+    let mut locked = 0;
+    for n in 0..60u32 {
+        let address = format!("198.51.100.{}", n % 12 + 1);
+        let body = json!({"code": format!("{:012}", 700_000 + n), "mac": "001565000042"});
+        let r = client()
+            .post(format!("{}/p/activate", app.base))
+            .header("x-forwarded-for", address)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            403 => checked += 1,
+            429 => locked += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((checked, locked), (20, 40));
+    // One more address, never seen: locked too (the installation's budget is spent).
+    let r = client()
+        .post(format!("{}/p/activate", app.base))
+        .header("x-forwarded-for", "203.0.113.200")
+        .json(&json!({"code": "123456789012", "mac": "001565000042"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}
