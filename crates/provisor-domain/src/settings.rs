@@ -10,6 +10,11 @@ pub type Settings = Map<String, Value>;
 
 /// Largest serialized size of one layer.
 pub const MAX_LAYER_BYTES: usize = 64 * 1024;
+/// Most items in one list or object of a layer, and most values (at every depth) in a
+/// layer: the seven layers merged stay within what a stored template takes
+/// (`provisor_render::stored::MAX_SETTINGS_VALUES`).
+pub const MAX_ITEMS: usize = 1024;
+pub const MAX_LAYER_VALUES: usize = 1024;
 
 /// Checks that `value` can be a settings layer and returns it as an object.
 pub fn layer(value: Value) -> Result<Settings, Invalid> {
@@ -21,6 +26,40 @@ pub fn layer(value: Value) -> Result<Settings, Invalid> {
             "settings",
             format!("must be at most {MAX_LAYER_BYTES} bytes"),
         ));
+    }
+    let mut values = 0usize;
+    let mut stack: Vec<&Value> = map.values().collect();
+    if map.len() > MAX_ITEMS {
+        return Err(Invalid::new(
+            "settings",
+            format!("must have at most {MAX_ITEMS} keys"),
+        ));
+    }
+    while let Some(v) = stack.pop() {
+        values += 1;
+        if values > MAX_LAYER_VALUES {
+            return Err(Invalid::new(
+                "settings",
+                format!("must hold at most {MAX_LAYER_VALUES} values in all"),
+            ));
+        }
+        match v {
+            Value::Array(a) if a.len() > MAX_ITEMS => {
+                return Err(Invalid::new(
+                    "settings",
+                    format!("a list must have at most {MAX_ITEMS} items"),
+                ));
+            }
+            Value::Object(o) if o.len() > MAX_ITEMS => {
+                return Err(Invalid::new(
+                    "settings",
+                    format!("an object must have at most {MAX_ITEMS} keys"),
+                ));
+            }
+            Value::Array(a) => stack.extend(a),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
     }
     if has_nul(&map) {
         return Err(Invalid::new(

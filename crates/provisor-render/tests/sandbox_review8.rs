@@ -16,7 +16,7 @@ use provisor_domain::settings;
 use provisor_render::{Context, stored};
 
 mod common;
-use common::{ctx, refused_or_given_up, renderer, threads_end};
+use common::{ctx, raw_layer, refused_or_given_up, renderer, threads_end};
 
 /// A constant list of one text of 60,000 DEL characters (U+007F), 60 KB of source. A
 /// string literal is one token, so the tag-token cap does not see it; minijinja writes a
@@ -31,7 +31,7 @@ fn del_list() -> String {
 fn del_settings() -> Context {
     let layers: Vec<_> = ["a", "b", "c", "d"]
         .iter()
-        .map(|k| settings::layer(serde_json::json!({ *k: ["\u{7f}".repeat(65_000)] })).unwrap())
+        .map(|k| raw_layer(serde_json::json!({ *k: ["\u{7f}".repeat(65_000)] })))
         .collect();
     let mut c = ctx();
     c.settings = settings::merge(&layers);
@@ -42,12 +42,11 @@ fn del_settings() -> Context {
 fn many_keys() -> Context {
     let layers: Vec<_> = (0..4)
         .map(|l| {
-            settings::layer(serde_json::Value::Object(
+            raw_layer(serde_json::Value::Object(
                 (0..4000)
                     .map(|i| (format!("{l}{i:04}"), serde_json::json!(i)))
                     .collect(),
             ))
-            .unwrap()
         })
         .collect();
     let mut c = ctx();
@@ -268,8 +267,8 @@ fn comparing_and_sorting_context_values_stays_linear() {
     let items: Vec<String> = (0..1024)
         .map(|i| format!("{}{:04}", "p".repeat(52), (i * 577) % 1024))
         .collect();
-    let layer = settings::layer(serde_json::json!({ "l": items.clone() })).unwrap();
-    let other = settings::layer(serde_json::json!({ "m": items })).unwrap();
+    let layer = raw_layer(serde_json::json!({ "l": items.clone() }));
+    let other = raw_layer(serde_json::json!({ "m": items }));
     let mut c = ctx();
     c.settings = settings::merge([&layer, &other]);
     let r = renderer();

@@ -16,7 +16,7 @@ use provisor_domain::settings;
 use provisor_render::Context;
 
 mod common;
-use common::{ctx, refused_or_given_up, renderer, threads_end};
+use common::{ctx, raw_layer, refused_or_given_up, renderer, threads_end};
 
 /// A device whose four settings layers (domain, category, user, device: each within
 /// `MAX_LAYER_BYTES`, as a domain admin writes them) each hold one list, under `a`, `b`,
@@ -29,7 +29,7 @@ fn full_layers(item: serde_json::Value) -> Context {
         .map(|k| {
             // `{"a":[` and `]}`, and a comma between items.
             let n = (settings::MAX_LAYER_BYTES - 8 + 1) / (item_bytes + 1);
-            settings::layer(serde_json::json!({ *k: vec![item.clone(); n] })).unwrap()
+            raw_layer(serde_json::json!({ *k: vec![item.clone(); n] }))
         })
         .collect();
     let mut c = ctx();

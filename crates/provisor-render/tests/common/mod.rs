@@ -35,3 +35,12 @@ pub fn refused_or_given_up(p: &TemplateProblem) {
         "{p}"
     );
 }
+
+/// A settings layer as given, without `settings::layer`'s checks: the attack tests build
+/// contexts beyond what the store takes, to test the render's own limits.
+pub fn raw_layer(value: serde_json::Value) -> provisor_domain::settings::Settings {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("a layer is an object, not {other}"),
+    }
+}
