@@ -220,7 +220,8 @@ impl BaseStore for SqlStore {
         }
         let mut rows: Vec<_> = keys.iter().map(|k| held[k].clone()).collect();
         change(&mut rows);
-        for r in &rows {
+        // Only what changed is written (a check of a lock changes nothing).
+        for r in rows.iter().filter(|r| held.get(&r.key) != Some(*r)) {
             sqlx::query(
                 "UPDATE limits SET since = $2, failures = $3, locked_until = $4 WHERE key = $1",
             )

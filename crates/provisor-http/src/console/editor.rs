@@ -134,6 +134,8 @@ struct Outcome {
     problem: Option<TemplateProblem>,
     preview: Option<provisor_render::Rendered>,
     saved: bool,
+    /// The template as stored, and the built-in one (`current`).
+    held: Held,
 }
 
 /// The lines around a problem, the one at fault marked, with a caret under its column.
@@ -183,6 +185,12 @@ async fn current(
     ))
 }
 
+/// The template as stored, and the built-in one of that name (`current`).
+type Held = (
+    Option<provisor_domain::template::StoredTemplate>,
+    Option<String>,
+);
+
 async fn editor(
     st: &AppState,
     a: &Signed,
@@ -192,6 +200,7 @@ async fn editor(
     mac: Option<&str>,
     outcome: Outcome,
 ) -> PageResult {
+    let (stored, builtin) = outcome.held;
     let renderer = st.phones.renderer();
     if renderer.catalog().vendor(&which.vendor).is_none() {
         return Err(PageError::bad(format!(
@@ -200,7 +209,6 @@ async fn editor(
         ))
         .back(templates_path(d)));
     }
-    let (stored, builtin) = current(st, d, which).await?;
     let from = match (&stored, &builtin) {
         (Some(t), _) if t.origin == TemplateOrigin::ThreeCx => "imported from 3CX",
         (Some(_), _) => "stored",
@@ -258,8 +266,12 @@ async fn edit(
     .map_err(|e| e.back(templates_path(&d)))?;
     // What phones get from the template as it is (stored, or the built-in).
     let mac = filled(&q.mac);
-    let (stored, builtin) = current(&st, &d, &which).await?;
-    let current = stored.map(|t| t.source).or(builtin);
+    let held = current(&st, &d, &which).await?;
+    let current = held
+        .0
+        .as_ref()
+        .map(|t| t.source.clone())
+        .or_else(|| held.1.clone());
     let mut outcome = Outcome {
         saved: q.saved.is_some(),
         ..Default::default()
@@ -272,6 +284,7 @@ async fn edit(
             Err(_) => {}
         }
     }
+    outcome.held = held;
     editor(&st, &a, &d, &which, None, mac, outcome).await
 }
 
@@ -390,6 +403,10 @@ async fn edit_post(
             preview: Some(rendered),
             ..Default::default()
         },
+    };
+    let outcome = Outcome {
+        held: current(&st, &d, &which).await?,
+        ..outcome
     };
     editor(&st, &a, &d, &which, Some(source), mac, outcome).await
 }
