@@ -48,9 +48,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, phones: Phones) -> Self {
+        let mut metrics = Metrics::default();
+        metrics.count_cache(phones.cache().lookups().clone());
         Self {
             store,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(metrics),
             phones: Arc::new(phones),
         }
     }
@@ -71,8 +73,10 @@ pub fn url_component(value: &str) -> String {
 pub fn app(state: AppState) -> Router {
     let base_path = state.phones.options().base_path.clone();
     let innovaphone_path = state.phones.options().innovaphone_path.clone();
+    let noting_writes =
+        || axum::middleware::from_fn_with_state(state.clone(), phone::cache::note_writes);
     Router::new()
-        .merge(api::router())
+        .merge(api::router().layer(noting_writes()))
         .merge(innovaphone::router(&innovaphone_path))
         .merge(
             phone::router(&base_path).layer(axum::middleware::from_fn_with_state(
@@ -81,7 +85,7 @@ pub fn app(state: AppState) -> Router {
             )),
         )
         .merge(softphone::router())
-        .merge(console::router())
+        .merge(console::router().layer(noting_writes()))
         .merge(ops::router())
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(axum::middleware::from_fn_with_state(

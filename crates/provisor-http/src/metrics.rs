@@ -77,6 +77,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts the phone cache's lookups too.
+    pub fn count_cache(&mut self, lookups: crate::phone::cache::Lookups) {
+        self.registry.register(
+            "phone_cache_lookups",
+            "Phone cache lookups (devices, files) by result",
+            lookups,
+        );
+    }
+
     /// The text exposition, with the pool gauges read now.
     pub fn render(&self, stats: provisor_store::PoolStats) -> String {
         let set = |state, v: u32| {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use provisor_domain::secret::Cipher;
-use provisor_store::Result;
+use provisor_store::{Changes, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Transaction};
 
@@ -27,6 +27,39 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 async fn begin_write(pool: &Pool<Db>) -> sqlx::Result<Transaction<'static, Db>> {
     pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// How often the change counter is read: changes made outside this process (the CLI)
+/// reach phones within this.
+const CHANGE_POLL: Duration = Duration::from_millis(500);
+
+/// Reads the change counter (migration 0015) every `CHANGE_POLL`: this process's own writes
+/// move `changes` on as they are made, the CLI's when the counter says so.
+async fn follow_changes(pool: &Pool<Db>, changes: &Changes) {
+    let mut seen = None;
+    loop {
+        let version = sqlx::query_scalar::<_, i64>("SELECT version FROM changes WHERE id = 1")
+            .fetch_one(pool)
+            .await;
+        match version {
+            Ok(v) if seen.is_none() => {
+                changes.hearing(true);
+                seen = Some(v);
+            }
+            Ok(v) if seen != Some(v) => {
+                changes.changed();
+                seen = Some(v);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if seen.take().is_some() {
+                    tracing::warn!(error = %e, "the change counter cannot be read: nothing is cached until it can");
+                }
+                changes.hearing(false);
+            }
+        }
+        tokio::time::sleep(CHANGE_POLL).await;
+    }
 }
 
 #[path = "../../provisor-store/sql/mod.rs"]

@@ -5,7 +5,8 @@
 //! - `async fn begin_write(&Pool<Db>) -> sqlx::Result<Transaction<'static, Db>>`;
 //! - `const BACKEND: &str`;
 //! - `const SKIP_LOCKED: &str`: `FOR UPDATE SKIP LOCKED` where the database has it;
-//! - `const FOR_UPDATE: &str`: `FOR UPDATE` where the database has it.
+//! - `const FOR_UPDATE: &str`: `FOR UPDATE` where the database has it;
+//! - `async fn follow_changes(&Pool<Db>, &Changes)`: how the database tells of changes.
 //!
 //! Statements use only SQL both backends speak: `$n` parameters, `RETURNING`,
 //! `ON CONFLICT`, integer millisecond timestamps, JSON columns through `sqlx::types::Json`.
@@ -258,5 +259,9 @@ impl BaseStore for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(held.is_some())
+    }
+
+    async fn follow_changes(&self, changes: std::sync::Arc<provisor_store::Changes>) {
+        super::follow_changes(&self.pool, &changes).await
     }
 }

@@ -26,10 +26,13 @@ use provisor_domain::{Invalid, Mac};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod changes;
 #[cfg(feature = "testsuite")]
 pub mod suite;
 #[cfg(feature = "testsuite")]
 pub mod testdb;
+
+pub use changes::Changes;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -182,6 +185,10 @@ pub trait BaseStore: Send + Sync {
     /// Takes (or renews) the lease `name` for `node` for `lease_ms`, unless another node
     /// holds it: whether `node` holds it now. For work one node does at a time.
     async fn take_lease(&self, name: &str, node: &str, lease_ms: i64) -> Result<bool>;
+    /// Moves `changes` on whenever the database says what phones' files are made from
+    /// changed, by any node or process; runs until the task is dropped. While it cannot
+    /// hear of changes (the database is unreachable), `changes` has no generation.
+    async fn follow_changes(&self, changes: std::sync::Arc<Changes>);
 }
 
 #[async_trait]

@@ -509,6 +509,16 @@ impl TestApp {
 
     /// Polls `path` (as the operator) until `done` holds for its JSON, for what the server
     /// writes in the background; panics after 10 seconds.
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await;
+        r.unwrap().text().await.unwrap()
+    }
+
     pub async fn eventually(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {

@@ -76,6 +76,8 @@ pub struct Config {
     /// Phone requests answered at once; above it, new ones get 503 with a jittered
     /// `Retry-After` while those in progress finish (0: no limit).
     pub phone_max_in_flight: u32,
+    /// Memory for devices and rendered files kept between phones' fetches (0: none).
+    pub phone_cache_mb: u64,
 }
 
 impl Default for Config {
@@ -116,6 +118,7 @@ impl Default for Config {
             sweep_seconds: 60,
             header_read_timeout_seconds: 10,
             phone_max_in_flight: 512,
+            phone_cache_mb: 64,
         }
     }
 }
@@ -133,7 +136,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 35] = [
+const ENV_KEYS: [&str; 36] = [
+    "phone_cache_mb",
     "header_read_timeout_seconds",
     "sweep_seconds",
     "trusted_proxies",
@@ -380,6 +384,13 @@ sweep_seconds = 60
 # above it a new one gets 503 with a Retry-After of 5 to 30 seconds (jittered, so the
 # phones come back spread out) while those in progress finish. 0 turns it off.
 phone_max_in_flight = 512
+
+# Memory (MiB) for devices and rendered files kept between phones' fetches, so that a boot
+# storm costs neither a database read nor a rendering per request. Any change to what a
+# file is made from (through any node, or the CLI) makes what was kept out of date at once
+# on this node; other nodes on PostgreSQL hear of it by LISTEN/NOTIFY within milliseconds,
+# and the CLI's changes on SQLite reach phones within half a second. 0 turns it off.
+phone_cache_mb = 64
 
 # HTTPS next to HTTP: phones bootstrap on HTTP, and the files that move a device to its
 # tokenized URL then point at HTTPS. A certificate chain and key (PEM, --tls-cert and

@@ -14,6 +14,7 @@ use provisor_domain::model::{Actor, Role};
 use provisor_domain::secret::{Cipher, SecretString};
 use provisor_http::limit::Limit;
 use provisor_http::net::{PlainListener, TlsConfig, TlsListener};
+use provisor_http::phone::cache::PhoneCache;
 use provisor_http::phone::{CodeLimits, Recorder};
 use provisor_http::{AppState, PhoneOptions, Phones};
 use provisor_render::{Renderer, Vendors};
@@ -431,7 +432,17 @@ pub async fn run(
         "postgres" => provisor_http::limit::Limiter::shared(store.clone()),
         _ => provisor_http::limit::Limiter::new(),
     };
-    let phones = Phones::new(renderer(config)?, options, recorder).with_limiter(limiter);
+    // Told of every change by the database; what phones were served is kept for as long as
+    // nothing changed.
+    let changes = Arc::new(provisor_store::Changes::default());
+    let following = tokio::spawn({
+        let (store, changes) = (store.clone(), changes.clone());
+        async move { store.follow_changes(changes).await }
+    });
+    let cache = PhoneCache::new(changes, config.phone_cache_mb.saturating_mul(1 << 20));
+    let phones = Phones::new(renderer(config)?, options, recorder)
+        .with_limiter(limiter)
+        .with_cache(cache);
     let app = provisor_http::app(AppState::new(store.clone(), phones));
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let node = config.node_id.clone().unwrap_or_else(node_id);
@@ -495,6 +506,7 @@ pub async fn run(
     // (its event is delivered again after the restart).
     let _ = tokio::time::timeout(Duration::from_secs(5), sweeper).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), webhooks).await;
+    following.abort();
     store.close().await;
     Ok(())
 }

@@ -14,9 +14,11 @@
 //! the answer.
 
 mod activate;
+pub mod cache;
 mod record;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -45,6 +47,8 @@ use provisor_render::{Context, Detected, Rendered, Renderer};
 use provisor_store::{Redeemed, Store};
 
 pub use record::{Recorder, RecorderTask};
+
+use cache::{DeviceKey, FileKey, Made, PhoneCache};
 
 use crate::AppState;
 use crate::limit::{Limit, Limiter};
@@ -127,6 +131,7 @@ pub struct Phones {
     limiter: Limiter,
     /// Phone requests being answered now.
     in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    cache: PhoneCache,
 }
 
 impl Phones {
@@ -138,7 +143,18 @@ impl Phones {
             recorder,
             limiter: Limiter::new(),
             in_flight: Default::default(),
+            cache: PhoneCache::off(Default::default()),
         }
+    }
+
+    /// The same, keeping devices and files in `cache` between fetches.
+    pub fn with_cache(mut self, cache: PhoneCache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    pub fn cache(&self) -> &PhoneCache {
+        &self.cache
     }
 
     /// The same, counting failures with `limiter` (the database's, with several nodes).
@@ -482,7 +498,7 @@ fn mac_in(file: &str) -> Option<Mac> {
 
 /// What the decisions come to.
 enum Outcome {
-    File { body: String, template: String },
+    File(Arc<Made>),
     NotFound,
     Challenge { stale: bool },
     CodePrompt,
@@ -533,7 +549,7 @@ async fn fetch(
         None => phones.plain(st.store.as_ref(), &request).await,
     };
     match outcome {
-        Ok(Outcome::File { body, template }) => file_response(body, &template, &headers),
+        Ok(Outcome::File(made)) => file_response(&made, &headers),
         Ok(Outcome::NotFound) => not_found(),
         Ok(Outcome::CodePrompt) => {
             let mut response = StatusCode::UNAUTHORIZED.into_response();
@@ -672,8 +688,8 @@ fn unix_now() -> u64 {
 }
 
 /// A rendered file with its ETag, or 304 when the phone has it already.
-fn file_response(body: String, template: &str, headers: &HeaderMap) -> Response {
-    let etag = format!("\"{}\"", &token::digest(&body)[..32]);
+fn file_response(made: &Made, headers: &HeaderMap) -> Response {
+    let etag = &made.etag;
     let unchanged = headers
         .get_all(IF_NONE_MATCH)
         .iter()
@@ -681,7 +697,7 @@ fn file_response(body: String, template: &str, headers: &HeaderMap) -> Response 
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
         .any(|t| t == etag || t == "*");
-    let content_type = if template.ends_with(".xml") || template.ends_with(".htm") {
+    let content_type = if made.xml {
         "application/xml; charset=utf-8"
     } else {
         "text/plain; charset=utf-8"
@@ -689,10 +705,14 @@ fn file_response(body: String, template: &str, headers: &HeaderMap) -> Response 
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(CONTENT_TYPE, content_type)], Body::from(body)).into_response()
+        (
+            [(CONTENT_TYPE, content_type)],
+            Body::from(made.body.clone()),
+        )
+            .into_response()
     };
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(ETAG, v);
     }
     h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
@@ -802,6 +822,22 @@ impl Phones {
         store.phone_by_token(&token::digest(token)).await
     }
 
+    /// The device with `mac` (or that there is none), from the cache where it can be.
+    async fn device_by_mac(
+        &self,
+        store: &dyn Store,
+        mac: Mac,
+    ) -> provisor_store::Result<Option<Arc<PhoneDevice>>> {
+        let key = DeviceKey::Mac(mac);
+        let generation = self.cache.generation();
+        if let Some(found) = self.cache.device(&key) {
+            return Ok(found);
+        }
+        let found = store.phone_by_mac(mac).await?.map(Arc::new);
+        self.cache.keep_device(generation, key, found.clone());
+        Ok(found)
+    }
+
     /// `{base}/{token}/{file}`: the token says which device it is.
     async fn tokenized(
         &self,
@@ -809,9 +845,33 @@ impl Phones {
         token: &str,
         req: &Request<'_>,
     ) -> provisor_store::Result<Outcome> {
-        let Some(device) = self.device_for_token(store, token).await? else {
+        let unknown = || {
             tracing::info!(file = req.file, ip = %req.ip, "phone fetch refused: unknown token");
-            return Ok(Outcome::NotFound);
+            Ok(Outcome::NotFound)
+        };
+        if !looks_like_token(token) {
+            return unknown();
+        }
+        let digest = token::digest(token);
+        // Read before the device: what is read under it is out of date after any change.
+        let generation = self.cache.generation();
+        let key = DeviceKey::Token(digest.clone());
+        let device = match self.cache.device(&key) {
+            Some(Some(device)) => device,
+            // Unknown tokens are not kept (as many as anyone makes up), but were they...
+            Some(None) => return unknown(),
+            None => match store.phone_by_token(&digest).await? {
+                Some(device) => {
+                    let device = Arc::new(device);
+                    // Found by its previous token, which works only for a while: not kept.
+                    if token::digest(device.token.expose()) == digest {
+                        self.cache
+                            .keep_device(generation, key, Some(device.clone()));
+                    }
+                    device
+                }
+                None => return unknown(),
+            },
         };
         let refuse = |reason: String| {
             self.refuse(req.refusal(device.mac, reason));
@@ -843,9 +903,11 @@ impl Phones {
         }
         if device.is_armed(Utc::now()) {
             store.disarm(device.id).await?;
+            // Disarmed (here, or by another node before): read again next time.
+            self.cache.forget_device(&device);
         }
         let url = self.device_url(device.token.expose());
-        self.serve_device(&device, &target, req, url)
+        self.serve_device(&device, &target, req, url, Some((&digest, generation)))
     }
 
     /// `{base}/{file}`: common files for anyone; device files for a device that proves
@@ -878,7 +940,7 @@ impl Phones {
         let Some(mac) = mac else {
             return Ok(Outcome::NotFound);
         };
-        let device = store.phone_by_mac(mac).await?;
+        let device = self.device_by_mac(store, mac).await?;
         if device.is_some() && found.is_some() {
             self.refuse_guesses(store, mac, req).await?;
         }
@@ -916,7 +978,7 @@ impl Phones {
         };
         match self.proof(&device, req) {
             Proof::Valid => match own {
-                Some(f) => self.serve_device(&device, &f, req, self.own_url(&device)),
+                Some(f) => self.serve_device(&device, &f, req, self.own_url(&device), None),
                 None => Ok(Outcome::NotFound),
             },
             Proof::Refused(reason) => {
@@ -927,7 +989,9 @@ impl Phones {
                 let armed = device.is_armed(Utc::now()) && !device.token.is_empty();
                 if let Some(f) = own.filter(|_| armed) {
                     // Only the one request that ends the window is handed the URL.
-                    if store.disarm(device.id).await? {
+                    let disarmed = store.disarm(device.id).await?;
+                    self.cache.forget_device(&device);
+                    if disarmed {
                         return self.hand_off(&device, &f, req);
                     }
                 }
@@ -977,12 +1041,14 @@ impl Phones {
         mac: Mac,
         req: &Request<'_>,
     ) -> provisor_store::Result<Option<Outcome>> {
+        // Made just now: what this node knew of the MAC is out of date.
+        self.cache.changes().changed();
         let Some(device) = store.phone_by_mac(mac).await? else {
             return Ok(None);
         };
         store.disarm(device.id).await?;
         let target = f.clone().for_device(&device);
-        self.serve_device(&device, &target, req, self.own_url(&device))
+        self.serve_device(&device, &target, req, self.own_url(&device), None)
             .map(Some)
     }
 
@@ -1052,14 +1118,14 @@ impl Phones {
             return Ok(Outcome::NotFound);
         };
         let nothing = || self.unauthenticated(None, mac, req);
-        let Some(device) = store.phone_by_mac(mac).await? else {
+        let Some(device) = self.device_by_mac(store, mac).await? else {
             return nothing();
         };
         let Some(target) = self.extra(&device, req.file, req.user_agent) else {
             return nothing();
         };
         match self.proof(&device, req) {
-            Proof::Valid => self.serve_device(&device, &target, req, self.own_url(&device)),
+            Proof::Valid => self.serve_device(&device, &target, req, self.own_url(&device), None),
             Proof::Refused(reason) => {
                 self.refuse(req.refusal(device.mac, reason));
                 nothing()
@@ -1183,13 +1249,12 @@ impl Phones {
             }
             Unauthenticated::Bootstrap => match found {
                 Some(f) => {
-                    let detected = detected(f, Some(mac), None);
                     let mut generic = f.clone();
                     generic.stored = None;
-                    self.render(
-                        &generic,
-                        Context::without_secrets(Some(f.vendor), &detected, self.plain_url()),
-                    )
+                    let anyone = Some(("", self.cache.generation()));
+                    self.render(&generic, detected(f, Some(mac), None), anyone, |d| {
+                        Context::without_secrets(Some(f.vendor), d, self.plain_url())
+                    })
                 }
                 None => Ok(Outcome::NotFound),
             },
@@ -1197,11 +1262,10 @@ impl Phones {
     }
 
     fn serve_common(&self, f: &Target<'_, '_>) -> provisor_store::Result<Outcome> {
-        let detected = detected(f, f.mac, None);
-        self.render(
-            f,
-            Context::without_secrets(Some(f.vendor), &detected, self.plain_url()),
-        )
+        let anyone = Some(("", self.cache.generation()));
+        self.render(f, detected(f, f.mac, None), anyone, |d| {
+            Context::without_secrets(Some(f.vendor), d, self.plain_url())
+        })
     }
 
     /// The armed device's one unauthenticated fetch: its file with no secrets, pointing it
@@ -1215,17 +1279,21 @@ impl Phones {
         tracing::info!(mac = %device.mac, domain = device.domain_name, ip = %req.ip, file = req.file, "armed device handed its tokenized URL");
         self.recorder
             .contact(contact(f, device.mac, Some(device.id), req, false));
-        let detected = detected(f, Some(device.mac), Some(device));
         let url = self.device_url(device.token.expose());
-        self.render(f, Context::without_secrets(Some(f.vendor), &detected, url))
+        self.render(f, detected(f, Some(device.mac), Some(device)), None, |d| {
+            Context::without_secrets(Some(f.vendor), d, url)
+        })
     }
 
+    /// The device's file; `cached_as`: kept for the device's token digest, read under that
+    /// generation.
     fn serve_device(
         &self,
         device: &PhoneDevice,
         f: &Target<'_, '_>,
         req: &Request<'_>,
         url: String,
+        cached_as: Option<(&str, Option<u64>)>,
     ) -> provisor_store::Result<Outcome> {
         let provisioned = f.kind == FileKind::Device;
         let mut seen = contact(f, device.mac, Some(device.id), req, provisioned);
@@ -1233,23 +1301,50 @@ impl Phones {
             seen.jobs = device.jobs.jobs.clone();
         }
         self.recorder.contact(seen);
-        let detected = detected(f, Some(device.mac), Some(device));
         self.render(
             f,
-            Context::for_device(device, Some(f.vendor), &detected, url),
+            detected(f, Some(device.mac), Some(device)),
+            cached_as,
+            |d| Context::for_device(device, Some(f.vendor), d, url),
         )
     }
 
-    fn render(&self, f: &Target<'_, '_>, context: Context) -> provisor_store::Result<Outcome> {
-        match self.make(f, context) {
+    /// The file of `f` for `detected`, made with `context`. `cached_as`: whose file it is
+    /// (a device's token digest, or `""` for files without secrets, which are the same for
+    /// anyone) and the generation it is read under, to take it from the cache or keep it.
+    fn render(
+        &self,
+        f: &Target<'_, '_>,
+        detected: Detected,
+        cached_as: Option<(&str, Option<u64>)>,
+        context: impl FnOnce(&Detected) -> Context,
+    ) -> provisor_store::Result<Outcome> {
+        let key = cached_as
+            .filter(|(_, generation)| generation.is_some())
+            .map(|(who, generation)| {
+                let key = FileKey {
+                    device: who.to_owned(),
+                    vendor: f.vendor.id.clone(),
+                    template: f.template.clone(),
+                    mac: detected.mac,
+                    model: detected.model.clone(),
+                    firmware: detected.firmware.clone(),
+                };
+                (key, generation)
+            });
+        if let Some(made) = key.as_ref().and_then(|(k, _)| self.cache.file(k)) {
+            return Ok(Outcome::File(made));
+        }
+        match self.make(f, context(&detected)) {
             Ok(rendered) => {
                 for w in &rendered.warnings {
                     tracing::warn!(vendor = %f.vendor.id, template = f.template, "{w}");
                 }
-                Ok(Outcome::File {
-                    body: rendered.body,
-                    template: f.template.clone(),
-                })
+                let made = Arc::new(Made::new(rendered.body, &f.template));
+                if let Some((k, generation)) = key {
+                    self.cache.keep_file(generation, k, made.clone());
+                }
+                Ok(Outcome::File(made))
             }
             Err(e) => {
                 tracing::error!(vendor = %f.vendor.id, template = f.template, error = %e, "a phone's file could not be rendered");

@@ -1,7 +1,7 @@
 //! Abuse of what faces the network (issue 11): path traversal in file, template and
 //! firmware names, oversized bodies and headers, XML entity expansion, spreadsheet formulas
-//! on export. Each gets a clear refusal; nothing leaks, nothing is written, the server goes
-//! on answering.
+//! on export, SIGKILL in the middle of an import or a rollout. Each gets a clear refusal;
+//! nothing leaks, nothing is half-written, the server goes on answering.
 
 use provisor_testkit::{Answer, TestApp, both};
 use reqwest::Method;
@@ -266,6 +266,51 @@ async fn slowloris(app: TestApp) {
     }
 }
 
+/// Runs `provisor ARGS` against the app's database and kills it with SIGKILL after two
+/// seconds, unless it finished before: whether it finished.
+async fn killed_midway(app: &TestApp, args: &[&str], file: &std::path::Path) -> bool {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_provisor"));
+    cmd.args(args)
+        .arg(file)
+        .arg("--data-dir")
+        .arg(app.data_path())
+        .env_remove("PROVISOR_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(url) = &app.config.database_url {
+        cmd.env("PROVISOR_DATABASE_URL", url.0.expose());
+    }
+    let mut child = cmd.spawn().unwrap();
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    finished
+}
+
+/// Rows of `table` in the app's database, read past the server.
+async fn rows(app: &TestApp, table: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM {table}");
+    match &app.config.database_url {
+        Some(url) => {
+            let db = sqlx::PgPool::connect(url.0.expose()).await.unwrap();
+            sqlx::query_scalar(&sql).fetch_one(&db).await.unwrap()
+        }
+        None => {
+            let file = app.data_path().join("provisor.db");
+            let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+                .await
+                .unwrap();
+            sqlx::query_scalar(&sql).fetch_one(&db).await.unwrap()
+        }
+    }
+}
+
 both!(an_import_killed_midway_leaves_nothing, killed_import);
 async fn killed_import(app: TestApp) {
     app.create_domain(DOMAIN).await;
@@ -279,28 +324,8 @@ async fn killed_import(app: TestApp) {
     }
     let file = app.data_path().join("../big.csv");
     std::fs::write(&file, csv).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_provisor"));
-    cmd.args(["import", "--domain", DOMAIN])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(app.data_path())
-        .env_remove("PROVISOR_DATABASE_URL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if let Some(url) = &app.config.database_url {
-        cmd.env("PROVISOR_DATABASE_URL", url.0.expose());
-    }
-    let mut child = cmd.spawn().unwrap();
     // Killed after two seconds, well inside its transaction (40,000 rows take longer).
-    for _ in 0..40 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-    }
-    let finished = child.try_wait().unwrap().is_some();
-    let _ = child.kill();
-    let _ = child.wait();
+    let finished = killed_midway(&app, &["import", "--domain", DOMAIN], &file).await;
     let users = app
         .get(&format!("/api/v1/domains/{DOMAIN}/users?limit=5"))
         .await
@@ -326,6 +351,51 @@ async fn killed_import(app: TestApp) {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+both!(a_rollout_killed_midway_leaves_nothing, killed_rollout);
+async fn killed_rollout(app: TestApp) {
+    app.create_domain(DOMAIN).await;
+    const USERS: i64 = 30_000;
+    let mut csv = String::from("username\n");
+    for i in 0..USERS {
+        csv.push_str(&format!("r{i:05}\n"));
+    }
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/domains/{DOMAIN}/import"),
+        "text/csv",
+        &csv,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A code for each of 30,000 users (one transaction), killed while it runs.
+    let file = app.data_path().join("../rollout-users.txt");
+    std::fs::write(&file, csv).unwrap();
+    let args = ["rollout", "create", "--domain", DOMAIN, "--users-file"];
+    let finished = killed_midway(&app, &args, &file).await;
+    let (rollouts, codes) = (rows(&app, "rollouts").await, rows(&app, "codes").await);
+    let audited = rows(&app, "audit_log WHERE action = 'rollout.create'").await;
+    // All of it (committed before the kill: the CLI may still have been printing) or none.
+    let state = (rollouts, codes, audited);
+    assert!(
+        state == (0, 0, 0) || state == (1, USERS, 1),
+        "a killed rollout left {state:?} (rollouts, codes, audit entries)"
+    );
+    if !finished {
+        eprintln!("killed while running; left {state:?}");
+    }
+    // The database is whole: a rollout through the API goes through.
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/domains/{DOMAIN}/rollouts"),
+        "application/json",
+        &json!({"users": ["r00001", "r00002"]}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
 }
 
 fn small_budgets(c: &mut provisor::config::Config) {

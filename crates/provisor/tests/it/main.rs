@@ -4,6 +4,7 @@ mod abuse;
 mod api;
 mod auto;
 mod bulk;
+mod cache;
 mod cli;
 mod codes;
 mod console;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use provisor_testkit::TestApp;
 use serde_json::{Value, json};
 
 const DOMAIN: &str = "nodes.example.com";
@@ -381,14 +382,10 @@ async fn expired_codes_are_swept_once_by_three_nodes() {
     assert_eq!(ids.len(), 5, "{events}");
 }
 
-/// A change made through one node is what another serves on its next request.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_through_one_node_is_served_by_another() {
-    let Some(a) =
-        provisor_testkit::spawn_app_with(provisor_testkit::Backend::Postgres, |_| {}).await
-    else {
-        return;
-    };
+/// Node A and node B on one PostgreSQL, a device with two lines, and the tokenized path
+/// of its file (after `/p/`).
+async fn two_nodes_and_a_device() -> Option<(TestApp, TestApp, String)> {
+    let a = provisor_testkit::spawn_app_with(provisor_testkit::Backend::Postgres, |_| {}).await?;
     let b = a.another_node(|_| {}).await;
     a.create_domain(DOMAIN).await;
     let device = a
@@ -398,31 +395,45 @@ async fn a_change_through_one_node_is_served_by_another() {
             json!({"mac": "001565aabb77", "vendor": "yealink", "model": "T54W"}),
         )
         .await;
-    let url = device["provisioning"]["url"].as_str().unwrap().to_owned();
-    let path = url.split_once("/p/").map(|(_, p)| p).unwrap().to_owned();
-    let fetch = |app: &provisor_testkit::TestApp| {
-        let url = format!("{}/p/{path}001565aabb77.cfg", app.base);
-        async move {
-            reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .unwrap()
-                .get(url)
-                .header(
-                    "user-agent",
-                    "Yealink SIP-T54W 96.86.0.100 00:15:65:aa:bb:77",
-                )
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+    let url = device["provisioning"]["url"].as_str().unwrap();
+    let path = url.split_once("/p/").map(|(_, p)| p).unwrap();
+    Some((a, b, format!("{path}001565aabb77.cfg")))
+}
+
+async fn fetch_on(app: &TestApp, path: &str) -> String {
+    client()
+        .get(format!("{}/p/{path}", app.base))
+        .header(
+            "user-agent",
+            "Yealink SIP-T54W 96.86.0.100 00:15:65:aa:bb:77",
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Fetches from `app` until the file has `wanted`: how long that took (at most 5 s).
+async fn served_within(app: &TestApp, path: &str, wanted: &str) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let served = fetch_on(app, path).await;
+        if served.contains(wanted) {
+            return started.elapsed();
         }
-    };
-    assert!(fetch(&b).await.contains("pw-carol-1"));
-    // The SIP password changed through node A; node B serves the new one at once.
-    let accounts = a
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still not served {wanted:?} after 5 s: {served}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Changes line 1's SIP password through `app`'s API.
+async fn change_password(app: &TestApp, password: &str) {
+    let accounts = app
         .get(&format!("/api/v1/domains/{DOMAIN}/accounts?user=carol"))
         .await
         .expect(200);
@@ -434,15 +445,87 @@ async fn a_change_through_one_node_is_served_by_another() {
         .unwrap()["id"]
         .as_i64()
         .unwrap();
-    a.patch(
+    app.patch(
         &format!("/api/v1/domains/{DOMAIN}/accounts/{id}"),
-        json!({"password": "pw-carol-new"}),
+        json!({"password": password}),
     )
     .await
     .expect(200);
-    let served = fetch(&b).await;
-    assert!(served.contains("pw-carol-new"), "{served}");
-    assert!(!served.contains("pw-carol-1\n"), "{served}");
+}
+
+/// A change made through one node is what another serves as soon as PostgreSQL's
+/// notification reaches it (milliseconds), though it had the file in its cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_node_is_served_by_another() {
+    let Some((a, b, path)) = two_nodes_and_a_device().await else {
+        return;
+    };
+    assert!(fetch_on(&b, &path).await.contains("pw-carol-1"));
+    // (The first contact records the device's firmware: a change, heard by B too.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fetch_on(&b, &path).await;
+    let hits = super::cache::lookups(&b, "file", "hit").await;
+    assert!(fetch_on(&b, &path).await.contains("pw-carol-1"));
+    assert_eq!(
+        super::cache::lookups(&b, "file", "hit").await,
+        hits + 1,
+        "B keeps the file"
+    );
+    // The SIP password changed through node A; node B serves the new one.
+    change_password(&a, "pw-carol-new").await;
+    let took = served_within(&b, &path, "pw-carol-new").await;
+    eprintln!("node B served node A's change after {took:?}");
+    assert!(!fetch_on(&b, &path).await.contains("pw-carol-1\n"));
+}
+
+/// A node whose listening connection is cut misses the notifications sent meanwhile; it
+/// keeps nothing until it listens again, then drops what it kept: a change made while it
+/// could not hear is served too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_notifications_flushes_its_cache() {
+    let Some((a, b, path)) = two_nodes_and_a_device().await else {
+        return;
+    };
+    fetch_on(&b, &path).await;
+    assert!(fetch_on(&b, &path).await.contains("pw-carol-1"));
+    let url = a
+        .config
+        .database_url
+        .as_ref()
+        .unwrap()
+        .0
+        .expose()
+        .to_owned();
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(cut.len(), 2, "both nodes were listening");
+    // Right away, while B may not know yet: its notification of this is lost.
+    change_password(&a, "pw-carol-unheard").await;
+    served_within(&b, &path, "pw-carol-unheard").await;
+    // B listens again (within seconds): it keeps files again...
+    let started = std::time::Instant::now();
+    loop {
+        let hits = super::cache::lookups(&b, "file", "hit").await;
+        fetch_on(&b, &path).await;
+        fetch_on(&b, &path).await;
+        if super::cache::lookups(&b, "file", "hit").await > hits {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B caches again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and hears of changes as before.
+    change_password(&a, "pw-carol-heard").await;
+    served_within(&b, &path, "pw-carol-heard").await;
 }
 
 /// A PostgreSQL cluster of the test's own (it is restarted, so not the shared one), run as

@@ -15,15 +15,7 @@ async fn ops(app: TestApp) {
     app.get("/api/v1/domains/nope")
         .await
         .problem(404, "not-found");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"provisor_http_requests_total{method="GET",route="/api/v1/domains",status="200"} 1"#

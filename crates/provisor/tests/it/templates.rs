@@ -441,10 +441,22 @@ async fn cli(app: TestApp) {
             "template", "set", "--domain", DOMAIN, "yealink", "mac.cfg", good,
         ],
     );
-    let file = phone_of(&app, &yealink, &format!("{YEALINK_UA} 00:15:65:aa:bb:05"))
-        .get("001565aabb05.cfg")
-        .await;
-    assert!(file.text.ends_with("made.by = cli\n"), "{}", file.text);
+    // The server hears of the CLI's change from the database: at once on PostgreSQL
+    // (a notification), within the half-second change poll on SQLite.
+    let phone = phone_of(&app, &yealink, &format!("{YEALINK_UA} 00:15:65:aa:bb:05"));
+    let started = std::time::Instant::now();
+    loop {
+        let file = phone.get_with("001565aabb05.cfg", &[]).await;
+        if file.text.ends_with("made.by = cli\n") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "not served 3 s after the CLI set it: {}",
+            file.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisor"))
         .args(["template", "set", "--domain", DOMAIN, "yealink", "mac.cfg"])
