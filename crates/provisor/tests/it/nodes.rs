@@ -453,29 +453,31 @@ async fn change_password(app: &TestApp, password: &str) {
     .expect(200);
 }
 
-/// A change made through one node is what another serves as soon as PostgreSQL's
-/// notification reaches it (milliseconds), though it had the file in its cache.
+/// A change made through one node is what the others serve as soon as PostgreSQL's
+/// notification reaches them (milliseconds), though they had the file in their caches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_through_one_node_is_served_by_another() {
+async fn a_change_through_one_node_is_served_by_the_others() {
     let Some((a, b, path)) = two_nodes_and_a_device().await else {
         return;
     };
+    let c = a.another_node(|_| {}).await;
     assert!(fetch_on(&b, &path).await.contains("pw-carol-1"));
-    // (The first contact records the device's firmware: a change, heard by B too.)
+    // (The first contact records the device's firmware: a change, heard by all.)
     tokio::time::sleep(Duration::from_secs(1)).await;
-    fetch_on(&b, &path).await;
-    let hits = super::cache::lookups(&b, "file", "hit").await;
-    assert!(fetch_on(&b, &path).await.contains("pw-carol-1"));
-    assert_eq!(
-        super::cache::lookups(&b, "file", "hit").await,
-        hits + 1,
-        "B keeps the file"
-    );
-    // The SIP password changed through node A; node B serves the new one.
+    for node in [&b, &c] {
+        fetch_on(node, &path).await;
+        let hits = super::cache::lookups(node, "file", "hit").await;
+        assert!(fetch_on(node, &path).await.contains("pw-carol-1"));
+        let now = super::cache::lookups(node, "file", "hit").await;
+        assert_eq!(now, hits + 1, "the node keeps the file");
+    }
+    // The SIP password changed through node A; nodes B and C serve the new one.
     change_password(&a, "pw-carol-new").await;
-    let took = served_within(&b, &path, "pw-carol-new").await;
-    eprintln!("node B served node A's change after {took:?}");
-    assert!(!fetch_on(&b, &path).await.contains("pw-carol-1\n"));
+    for (name, node) in [("B", &b), ("C", &c)] {
+        let took = served_within(node, &path, "pw-carol-new").await;
+        eprintln!("node {name} served node A's change after {took:?}");
+        assert!(!fetch_on(node, &path).await.contains("pw-carol-1\n"));
+    }
 }
 
 /// A node whose listening connection is cut misses the notifications sent meanwhile; it
