@@ -1,7 +1,8 @@
 //! Contacts and refusals are written in batches by one background task, so a phone's
 //! answer never waits for them. The queue is bounded: when the database cannot keep up
 //! (or a scanner floods the server), records are dropped and counted, never queued without
-//! limit.
+//! limit. The fetches of one phone in one batch (a phone asks for two to four files as it
+//! boots) are written as one contact.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +91,7 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Record>) {
                 next = rx.try_recv().ok();
             }
         }
+        coalesce(&mut contacts);
         if let Err(e) = store.record_contacts(&contacts).await {
             tracing::warn!(error = %e, count = contacts.len(), "could not record phone contacts");
         }
@@ -98,5 +100,82 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Record>) {
         }
         contacts.clear();
         refusals.clear();
+    }
+}
+
+/// Merges the contacts of each phone (device, or MAC without one) into its first, in
+/// order: the latest time and address, the latest vendor, model and firmware it told, every
+/// job its files carried, and provisioned if any fetch was.
+fn coalesce(contacts: &mut Vec<Contact>) {
+    let mut first = std::collections::HashMap::new();
+    let mut merged: Vec<Contact> = Vec::with_capacity(contacts.len());
+    for c in contacts.drain(..) {
+        let Some(&i) = first.get(&(c.device_id, c.mac)) else {
+            first.insert((c.device_id, c.mac), merged.len());
+            merged.push(c);
+            continue;
+        };
+        let m: &mut Contact = &mut merged[i];
+        m.at = m.at.max(c.at);
+        m.ip = c.ip;
+        m.provisioned |= c.provisioned;
+        for job in c.jobs {
+            if !m.jobs.contains(&job) {
+                m.jobs.push(job);
+            }
+        }
+        for (kept, told) in [
+            (&mut m.vendor, c.vendor),
+            (&mut m.model, c.model),
+            (&mut m.firmware, c.firmware),
+        ] {
+            if !told.is_empty() {
+                *kept = told;
+            }
+        }
+    }
+    *contacts = merged;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use provisor_domain::Mac;
+
+    fn contact(mac: &str, device: Option<i64>, file: (&str, bool), at: i64) -> Contact {
+        Contact {
+            mac: Mac::parse(mac).unwrap(),
+            device_id: device,
+            jobs: Vec::new(),
+            vendor: "yealink".into(),
+            model: String::new(),
+            firmware: file.0.into(),
+            ip: "192.0.2.1".parse().unwrap(),
+            at: chrono::DateTime::from_timestamp_millis(at).unwrap(),
+            provisioned: file.1,
+        }
+    }
+
+    #[test]
+    fn one_contact_per_phone_and_batch_with_all_it_told() {
+        let mut batch = vec![
+            contact("001565000001", Some(1), ("", false), 10),
+            contact("001565000002", None, ("", false), 11),
+            contact("001565000001", Some(1), ("96.86.0.100", true), 12),
+            contact("001565000001", Some(1), ("", false), 13),
+            contact("001565000002", None, ("2.1", false), 14),
+        ];
+        batch[0].jobs = vec![7];
+        batch[3].jobs = vec![7, 8];
+        coalesce(&mut batch);
+        assert_eq!(batch.len(), 2);
+        let (one, two) = (&batch[0], &batch[1]);
+        assert_eq!(one.device_id, Some(1));
+        assert_eq!(one.at.timestamp_millis(), 13);
+        assert_eq!(one.firmware, "96.86.0.100");
+        assert!(one.provisioned);
+        assert_eq!(one.jobs, [7, 8]);
+        assert_eq!((two.device_id, two.firmware.as_str()), (None, "2.1"));
+        assert_eq!(two.at.timestamp_millis(), 14);
     }
 }
