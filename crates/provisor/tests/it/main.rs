@@ -7,6 +7,7 @@ mod bulk;
 mod cli;
 mod codes;
 mod console;
+mod contract;
 mod firmware;
 mod innovaphone;
 mod isolation;
