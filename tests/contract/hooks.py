@@ -73,7 +73,9 @@ def no_foreign_domain_data(ctx, response, case):
 
 @schemathesis.hook
 def after_call(context, case, response):
-    record = {"op": case.operation.label, "status": response.status_code}
+    path = urllib.parse.unquote(urllib.parse.urlsplit(response.request.url or "").path)
+    record = {"op": case.operation.label, "status": response.status_code,
+              "foreign": f"/domains/{_state['b']['domain']}" in path}
     if ROLE == "operator":
         record["markers"] = markers_in(response)
     _LOG.write(json.dumps(record) + "\n")

@@ -5,7 +5,8 @@ left out) would pass every check. This refuses such a run:
 - every operation of the served document was called, in both runs;
 - in each run, a share of the operations answered 2xx at least once (they reached data);
 - in the operator's run, domain B's markers were seen in responses of several operations,
-  so the domain admin's check searched for something that is there to be found.
+  so the domain admin's check searched for something that is there to be found;
+- in the domain admin's run, domain B's paths were asked for in many operations.
 
 Usage: summary.py OPENAPI_JSON OPERATOR_LOG DOMAIN_ADMIN_LOG
 """
@@ -18,6 +19,8 @@ import sys
 MIN_REACHED = {"operator": 0.75, "domain-admin": 0.65}
 # The operator must have seen B's markers in the answers of at least this many operations.
 MIN_MARKED_OPERATIONS = 15
+# Domain A's admin must have asked for domain B's paths in at least this many operations.
+MIN_FOREIGN_OPERATIONS = 40
 
 
 def operations(doc):
@@ -49,6 +52,12 @@ def main():
             failed.append(f"{role}: only {len(reached & ops)} of {len(ops)} operations answered 2xx "
                           f"(at least {MIN_REACHED[role]:.0%} must); never 2xx: "
                           f"{', '.join(sorted(ops - reached))}")
+        if role == "domain-admin":
+            foreign = {c["op"] for c in calls if c.get("foreign")}
+            print(f"domain-admin: domain B's paths asked for in {len(foreign)} operations")
+            if len(foreign) < MIN_FOREIGN_OPERATIONS:
+                failed.append(f"domain-admin: domain B's paths were asked for in only {len(foreign)} "
+                              f"operations (at least {MIN_FOREIGN_OPERATIONS} must)")
         if role == "operator":
             marked = {c["op"] for c in calls if c.get("markers")}
             print(f"operator: domain B's markers seen in the answers of {len(marked)} operations")
