@@ -82,6 +82,7 @@ impl StoreError {
 pub struct PageRequest {
     /// Items per page, 1 to 1000 (default 100).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     pub limit: u32,
     /// The `next` cursor of the previous page.
     pub after: Option<i64>,

@@ -14,7 +14,9 @@ use crate::extract::{Json, Path, Query};
 pub struct AccountFilter {
     /// Only this user's accounts.
     user: Option<String>,
+    /// Items per page, 1 to 1000 (default 100).
     #[serde(default = "provisor_store::default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: u32,
     after: Option<i64>,
 }

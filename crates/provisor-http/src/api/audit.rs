@@ -13,7 +13,9 @@ use crate::extract::{Json, Query};
 pub struct AuditQuery {
     /// Only this domain's entries (a domain admin always gets only their own).
     domain: Option<String>,
+    /// Items per page, 1 to 1000 (default 100).
     #[serde(default = "provisor_store::default_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: u32,
     /// The `next` cursor of the previous page (entries older than it).
     after: Option<i64>,

@@ -40,15 +40,16 @@ pub async fn create(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// The id of the last event seen; 0 (or absent) for the first.
     #[serde(default)]
     after: i64,
-    /// At most this many (1 to 1000, default 100).
+    /// At most this many (1 to 1000, default 100; a number beyond is taken as the bound).
     limit: Option<u32>,
     /// Long-poll: if there is nothing after `after`, wait up to this many seconds (at most
-    /// 60) for the next event.
+    /// 60; a longer wait is cut to 60) for the next event.
     wait: Option<u64>,
 }
 
@@ -97,6 +98,7 @@ pub struct AutoProvisioning {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AutoQuery {
     /// The category devices are registered into.

@@ -14,7 +14,7 @@ use crate::firmware;
 /// Stores the body as firmware `name`, replacing a file of that name. Its SHA-256 is
 /// recorded and is the file's ETag.
 #[utoipa::path(put, path = "/api/v1/firmware/{name}", tag = "firmware", params(("name" = String, Path)),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = inline(super::doc::Binary), content_type = "application/octet-stream"),
     responses((status = 200, body = Firmware), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem)))]
 pub async fn put(
     State(st): State<AppState>,
@@ -24,6 +24,9 @@ pub async fn put(
 ) -> ApiResult<Json<Firmware>> {
     p.require_operator()?;
     let name = firmware_name(&name)?;
+    if bytes.is_empty() {
+        return Err(provisor_domain::Invalid::new("body", "the firmware file is empty").into());
+    }
     let dir = &st.phones.options().firmware_dir;
     let sha = firmware::save(dir, &bytes)
         .await

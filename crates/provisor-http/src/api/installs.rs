@@ -105,6 +105,7 @@ pub async fn linphone_own(
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QrQuery {
     /// `svg` (default) or `png`.

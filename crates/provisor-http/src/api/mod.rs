@@ -12,6 +12,7 @@ mod bulk;
 mod categories;
 mod codes;
 mod devices;
+mod doc;
 mod domains;
 mod firmware;
 mod innovaphone;
@@ -153,6 +154,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(admins::set_password))
         .routes(routes!(audit::list))
         .split_for_parts();
+    let mut doc = doc;
+    doc::complete(&mut doc);
     let doc = Arc::new(doc);
     router.route(
         "/api/v1/openapi.json",

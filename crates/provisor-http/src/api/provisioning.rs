@@ -125,7 +125,7 @@ pub async fn uploads(
 /// One uploaded file, as the device sent it.
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/devices/{mac}/uploads/{name}", tag = "devices",
     params(("domain" = String, Path), ("mac" = String, Path), ("name" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "application/octet-stream", body = inline(super::doc::Binary)), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn upload(
     State(st): State<AppState>,
     d: InDomain,

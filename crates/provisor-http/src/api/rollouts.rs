@@ -60,7 +60,8 @@ pub async fn create(
 /// display name, code, valid until, state, MAC).
 #[utoipa::path(get, path = "/api/v1/domains/{domain}/rollouts/{id}", tag = "codes",
     params(("domain" = String, Path), ("id" = String, Path, description = "the rollout's id, or the id with `.csv` for CSV")),
-    responses((status = 200, body = RolloutView), (status = 200, content_type = "text/csv", body = String), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The rollout (as CSV for an id with `.csv`)",
+        content((RolloutView = "application/json"), (String = "text/csv"))), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(
     State(st): State<AppState>,
     d: InDomain,

@@ -27,6 +27,7 @@ use crate::phone::{Preview, PreviewError};
 pub const MAX_TEMPLATE_BODY: usize = 256 * 1024;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     /// The category the template applies to; without it, the whole domain.
@@ -34,6 +35,7 @@ pub struct Scope {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportScope {
     /// The vendor whose phones get the imported files (e.g. `snom`).

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod codes;
 mod console;
+mod contract;
 mod firmware;
 mod innovaphone;
 mod isolation;
