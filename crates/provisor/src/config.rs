@@ -78,6 +78,9 @@ pub struct Config {
     pub phone_max_in_flight: u32,
     /// Memory for devices and rendered files kept between phones' fetches (0: none).
     pub phone_cache_mb: u64,
+    /// A phone that fetches again and tells nothing new is written as a contact at most
+    /// this often (0: every fetch).
+    pub phone_contact_seconds: u64,
 }
 
 impl Default for Config {
@@ -119,6 +122,7 @@ impl Default for Config {
             header_read_timeout_seconds: 10,
             phone_max_in_flight: 512,
             phone_cache_mb: 64,
+            phone_contact_seconds: 60,
         }
     }
 }
@@ -136,7 +140,8 @@ impl std::fmt::Debug for Secret {
 
 /// The keys read from `PROVISOR_*` variables; others (such as `PROVISOR_CONFIG` or the
 /// test suite's variables) are not configuration.
-const ENV_KEYS: [&str; 36] = [
+const ENV_KEYS: [&str; 37] = [
+    "phone_contact_seconds",
     "phone_cache_mb",
     "header_read_timeout_seconds",
     "sweep_seconds",
@@ -391,6 +396,12 @@ phone_max_in_flight = 512
 # on this node; other nodes on PostgreSQL hear of it by LISTEN/NOTIFY within milliseconds,
 # and the CLI's changes on SQLite reach phones within half a second. 0 turns it off.
 phone_cache_mb = 64
+
+# A phone's fetches are recorded (last contact, address, firmware) off the request path. One
+# that fetches again telling nothing new (same address, firmware, no job) is written at most
+# this often, so a device's last contact is exact to this many seconds and a boot storm's
+# repeated fetches cost no writes. 0 writes every fetch.
+phone_contact_seconds = 60
 
 # HTTPS next to HTTP: phones bootstrap on HTTP, and the files that move a device to its
 # tokenized URL then point at HTTPS. A certificate chain and key (PEM, --tls-cert and

@@ -426,7 +426,10 @@ pub async fn run(
         );
     }
     let options = phone_options(config, listening, https_addr);
-    let (recorder, recording) = Recorder::spawn(store.clone());
+    let (recorder, recording) = Recorder::spawn(
+        store.clone(),
+        Duration::from_secs(config.phone_contact_seconds),
+    );
     // With PostgreSQL, failure limits are the database's: shared by every node on it.
     let limiter = match store.backend() {
         "postgres" => provisor_http::limit::Limiter::shared(store.clone()),

@@ -2,7 +2,10 @@
 //! answer never waits for them. The queue is bounded: when the database cannot keep up
 //! (or a scanner floods the server), records are dropped and counted, never queued without
 //! limit. The fetches of one phone in one batch (a phone asks for two to four files as it
-//! boots) are written as one contact.
+//! boots) are written as one contact, and a phone that tells nothing new (same address,
+//! firmware, vendor and model, no job, nothing first) is written at most once per
+//! `every` (60 s by default): `last_contact` has that resolution, and a boot storm's
+//! repeated fetches cost no writes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +39,10 @@ pub struct RecorderTask {
 }
 
 impl Recorder {
-    pub fn spawn(store: Arc<dyn Store>) -> (Recorder, RecorderTask) {
+    /// A writer that writes a phone that tells nothing new at most once per `every`.
+    pub fn spawn(store: Arc<dyn Store>, every: Duration) -> (Recorder, RecorderTask) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(write_batches(store, rx));
+        let handle = tokio::spawn(write_batches(store, rx, every));
         (
             Recorder {
                 tx,
@@ -77,7 +81,8 @@ impl RecorderTask {
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Record>) {
+async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Record>, every: Duration) {
+    let mut written = Written::default();
     let mut contacts = Vec::with_capacity(BATCH);
     let mut refusals = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -92,6 +97,8 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Record>) {
             }
         }
         coalesce(&mut contacts);
+        let now = std::time::Instant::now();
+        contacts.retain(|c| written.news(c, now, every));
         if let Err(e) = store.record_contacts(&contacts).await {
             tracing::warn!(error = %e, count = contacts.len(), "could not record phone contacts");
         }
@@ -100,6 +107,62 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Record>) {
         }
         contacts.clear();
         refusals.clear();
+    }
+}
+
+/// Phones remembered (beyond it, all are forgotten: they are then written once more).
+const REMEMBERED: usize = 200_000;
+
+/// What was last written of each phone, and when.
+#[derive(Default)]
+struct Written(
+    std::collections::HashMap<(Option<i64>, provisor_domain::Mac), (std::time::Instant, Told)>,
+);
+
+struct Told {
+    ip: std::net::IpAddr,
+    vendor: String,
+    model: String,
+    firmware: String,
+    provisioned: bool,
+}
+
+impl Written {
+    /// Whether `c` is to be written: it tells something new (an address, a vendor, model
+    /// or firmware it did not tell, a device file for the first time, a job), or what it
+    /// tells was last written `every` ago or longer.
+    fn news(&mut self, c: &Contact, now: std::time::Instant, every: Duration) -> bool {
+        let key = (c.device_id, c.mac);
+        let as_before = |kept: &str, told: &str| told.is_empty() || kept == told;
+        let last = self.0.get(&key);
+        let known = last.is_some_and(|(at, t)| {
+            now.duration_since(*at) < every
+                && t.ip == c.ip
+                && as_before(&t.vendor, &c.vendor)
+                && as_before(&t.model, &c.model)
+                && as_before(&t.firmware, &c.firmware)
+                && (t.provisioned || !c.provisioned)
+        });
+        if known && c.jobs.is_empty() {
+            return false;
+        }
+        let or_kept = |told: &str, kept: Option<&String>| match (told.is_empty(), kept) {
+            (true, Some(k)) => k.clone(),
+            _ => told.to_owned(),
+        };
+        let last = last.map(|(_, t)| t);
+        let told = Told {
+            ip: c.ip,
+            vendor: or_kept(&c.vendor, last.map(|t| &t.vendor)),
+            model: or_kept(&c.model, last.map(|t| &t.model)),
+            firmware: or_kept(&c.firmware, last.map(|t| &t.firmware)),
+            provisioned: c.provisioned || last.is_some_and(|t| t.provisioned),
+        };
+        if self.0.len() >= REMEMBERED {
+            self.0.clear();
+        }
+        self.0.insert(key, (now, told));
+        true
     }
 }
 
@@ -177,5 +240,51 @@ mod tests {
         assert_eq!(one.jobs, [7, 8]);
         assert_eq!((two.device_id, two.firmware.as_str()), (None, "2.1"));
         assert_eq!(two.at.timestamp_millis(), 14);
+    }
+
+    #[test]
+    fn a_phone_telling_nothing_new_is_written_once_per_interval() {
+        let mut written = Written::default();
+        let every = Duration::from_secs(60);
+        let t0 = std::time::Instant::now();
+        let c = contact("001565000001", Some(1), ("96.86.0.100", true), 10);
+        assert!(written.news(&c, t0, every), "the first");
+        assert!(
+            !written.news(&c, t0 + Duration::from_secs(5), every),
+            "nothing new"
+        );
+        let mut common = c.clone();
+        (common.provisioned, common.firmware) = (false, String::new());
+        assert!(
+            !written.news(&common, t0 + Duration::from_secs(5), every),
+            "nothing new"
+        );
+        let mut moved = c.clone();
+        moved.ip = "192.0.2.9".parse().unwrap();
+        assert!(
+            written.news(&moved, t0 + Duration::from_secs(6), every),
+            "a new address"
+        );
+        let mut upgraded = moved.clone();
+        upgraded.firmware = "96.86.0.120".into();
+        assert!(
+            written.news(&upgraded, t0 + Duration::from_secs(7), every),
+            "new firmware"
+        );
+        let mut checking_in = upgraded.clone();
+        checking_in.jobs = vec![3];
+        assert!(
+            written.news(&checking_in, t0 + Duration::from_secs(8), every),
+            "a job"
+        );
+        assert!(!written.news(&upgraded, t0 + Duration::from_secs(9), every));
+        assert!(
+            written.news(&upgraded, t0 + Duration::from_secs(70), every),
+            "an interval on"
+        );
+        assert!(
+            written.news(&upgraded, t0 + Duration::from_secs(71), Duration::ZERO),
+            "every time"
+        );
     }
 }

@@ -587,7 +587,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let firmware_dir = config.data_dir.join("firmware");
     let phones = || -> anyhow::Result<_> {
-        let (recorder, recording) = provisor_http::phone::Recorder::spawn(store.clone());
+        let (recorder, recording) =
+            provisor_http::phone::Recorder::spawn(store.clone(), std::time::Duration::ZERO);
         let phones = provisor_http::phone::Phones::new(
             startup::renderer(&config)?,
             phone_options.clone(),

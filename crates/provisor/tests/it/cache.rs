@@ -61,7 +61,16 @@ async fn account_id(app: &TestApp, sip_user: &str) -> i64 {
         .unwrap()
 }
 
-both!(cached_files_follow_every_change, follow);
+/// Every fetch is written as a contact: that they flush nothing is then seen.
+fn every_contact(c: &mut provisor::config::Config) {
+    c.phone_contact_seconds = 0;
+}
+
+both!(
+    cached_files_follow_every_change,
+    follow,
+    super::every_contact
+);
 async fn follow(app: TestApp) {
     app.create_domain(DOMAIN).await;
     let device: Value = app
