@@ -134,11 +134,12 @@ pub fn csv_import(data: &[u8]) {
     let exported = csv::write(&rows);
     let again = csv::read(exported.as_bytes());
     for e in &again.errors {
+        // The format's refusals (`csv_error`); a value's name their field first.
+        let format = e.reason == "cannot be read as CSV"
+            || e.reason == "is not valid UTF-8"
+            || (e.reason.starts_with("has ") && e.reason.contains(" cells, the header has "));
         assert!(
-            !e.reason.contains("cannot be read as CSV")
-                && !e.reason.contains("cells, the header has")
-                && !e.reason.contains("not valid UTF-8")
-                && e.line > 1,
+            !format && e.line > 1,
             "an export is not read back: line {}: {}\n{exported}",
             e.line,
             e.reason
