@@ -1,7 +1,9 @@
-//! Replays the fuzz corpus (`fuzz/corpus/<target>/`) and the inputs of past findings
-//! (`fuzz/regressions/<target>/`) through the targets' functions, so every test run checks
-//! what the fuzzing runs found and covered. A target without a corpus fails: an empty
-//! directory would let this pass without testing anything.
+//! Replays the fuzz corpus (`fuzz/corpus/<target>/`, grown and minimised by the runs), the
+//! real inputs it was seeded from (`fuzz/seeds/<target>/`, kept whole: what phones, PBXs
+//! and tests send) and the inputs of past findings (`fuzz/regressions/<target>/`) through
+//! the targets' functions, so every test run checks what the fuzzing runs found and
+//! covered. A target without a corpus or seeds fails: an empty directory would let this
+//! pass without testing anything.
 
 use std::path::{Path, PathBuf};
 
@@ -23,13 +25,19 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn every_target_has_a_corpus_and_a_fuzz_target() {
+fn every_target_has_a_corpus_seeds_and_a_fuzz_target() {
     for (name, _) in provisor_fuzz::TARGETS {
         let corpus = fuzz_dir().join("corpus").join(name);
         assert!(
             !inputs(&corpus).is_empty(),
             "{} has no inputs: seed it and run fuzz/run-all",
             corpus.display()
+        );
+        let seeds = fuzz_dir().join("seeds").join(name);
+        assert!(
+            !inputs(&seeds).is_empty(),
+            "{} has no inputs",
+            seeds.display()
         );
         let target = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
         assert!(target.is_file(), "{} is missing", target.display());
@@ -38,7 +46,7 @@ fn every_target_has_a_corpus_and_a_fuzz_target() {
 
 #[test]
 fn no_input_left_without_its_target() {
-    for kind in ["corpus", "regressions"] {
+    for kind in ["corpus", "seeds", "regressions"] {
         let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind)) else {
             continue;
         };
@@ -63,7 +71,9 @@ macro_rules! replay {
         #[test]
         fn $target() {
             let mut files = inputs(&fuzz_dir().join("corpus").join(stringify!($target)));
-            files.extend(inputs(&fuzz_dir().join("regressions").join(stringify!($target))));
+            for kind in ["seeds", "regressions"] {
+                files.extend(inputs(&fuzz_dir().join(kind).join(stringify!($target))));
+            }
             assert!(!files.is_empty(), "no inputs for {}", stringify!($target));
             for file in files {
                 let data = std::fs::read(&file).expect("a readable input");
