@@ -12,7 +12,7 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod firmware;
-mod innovaphone;
+pub mod innovaphone;
 pub mod limit;
 pub mod metrics;
 pub mod net;

@@ -43,9 +43,10 @@ pub fn router() -> Router<AppState> {
         .route("/linphone/{token}", get(linphone))
 }
 
+/// The query of a SessionTalk provisioning request (axum's `Query` reads it).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SessionTalkQuery {
+pub struct SessionTalkQuery {
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -217,8 +218,9 @@ const ACROBITS_LOGOUT: u16 = 410;
 /// How often the app provisions again, in seconds.
 const ACROBITS_INTERVAL: u32 = 3600;
 
+/// What an Acrobits provisioning request carries, in its query (GET) or form (POST).
 #[derive(Deserialize)]
-struct AcrobitsQuery {
+pub struct AcrobitsQuery {
     #[serde(default, alias = "cloud_username")]
     username: String,
     #[serde(default, alias = "cloud_password")]
@@ -226,6 +228,22 @@ struct AcrobitsQuery {
     /// Ours (`X-install-id` in the Account XML), on re-provisioning.
     #[serde(default)]
     install: String,
+}
+
+impl AcrobitsQuery {
+    /// The fields of a GET's query or a POST's form; all empty if it cannot be read.
+    pub fn from_request(method: &axum::http::Method, query: Option<&str>, body: &[u8]) -> Self {
+        let raw = if method == axum::http::Method::POST {
+            String::from_utf8_lossy(body)
+        } else {
+            std::borrow::Cow::Borrowed(query.unwrap_or_default())
+        };
+        serde_urlencoded::from_str(&raw).unwrap_or(AcrobitsQuery {
+            username: String::new(),
+            password: String::new(),
+            install: String::new(),
+        })
+    }
 }
 
 fn acrobits_error(status: u16, message: &str) -> Response {
@@ -332,17 +350,7 @@ async fn acrobits(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    // GET with a query, or POST with a form.
-    let raw = if method == axum::http::Method::POST {
-        String::from_utf8_lossy(&body).into_owned()
-    } else {
-        query.unwrap_or_default()
-    };
-    let q: AcrobitsQuery = serde_urlencoded::from_str(&raw).unwrap_or(AcrobitsQuery {
-        username: String::new(),
-        password: String::new(),
-        install: String::new(),
-    });
+    let q = AcrobitsQuery::from_request(&method, query.as_deref(), &body);
     let reprovisioning = !q.install.is_empty();
     let ip = canonical_ip(peer.addr.ip()).to_string();
     if q.username.is_empty() || q.password.is_empty() {

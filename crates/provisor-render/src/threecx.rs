@@ -151,22 +151,14 @@ fn file_name(filename: &str, line: usize) -> Result<String, ImportError> {
         at = range.end;
     }
     name.push_str(&filename[at..]);
-    let name = name.trim().to_owned();
-    let fine = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-{}".contains(c));
-    if fine {
-        Ok(name)
-    } else {
-        Err(ImportError::FileName {
-            line,
-            message: format!(
-                "the file name {filename} may hold only letters, digits, '.', '_', '-' and %%mac_address%%"
-            ),
-        })
-    }
+    // The name a stored template may have (one `{mac}`, no braces of its own), so a file
+    // the import takes is one the upload check takes too.
+    provisor_domain::template::template_name(name.trim()).map_err(|_| ImportError::FileName {
+        line,
+        message: format!(
+            "the file name {filename} may hold only letters, digits, '.', '_', '-' and one %%mac_address%%, and not start with '.'"
+        ),
+    })
 }
 
 /// The text of one `deviceconfig` as a template; `first_line` is its line in the file.
@@ -403,6 +395,27 @@ mod tests {
             import(r#"<doc><deviceconfig filename="../%%mac_address%%">x</deviceconfig></doc>"#),
             Err(ImportError::FileName { .. })
         ));
+    }
+
+    /// Found by fuzzing (fuzz/regressions/threecx_import): a file name with a `{mac}` of its
+    /// own besides `%%mac_address%%` was taken, as a name no stored template can have.
+    #[test]
+    fn file_names_are_template_names() {
+        for filename in [
+            "%%mac_address%%.cfg{mac}",
+            "%%mac_address%%%%mac_address%%.cfg",
+            "%%mac_address%%{x}.cfg",
+            ".%%mac_address%%.cfg",
+        ] {
+            let xml = format!(r#"<doc><deviceconfig filename="{filename}">x</deviceconfig></doc>"#);
+            assert!(
+                matches!(import(&xml), Err(ImportError::FileName { .. })),
+                "{filename}"
+            );
+        }
+        let xml =
+            r#"<doc><deviceconfig filename=" cfg%%mac_address%%.xml ">x</deviceconfig></doc>"#;
+        assert_eq!(import(xml).unwrap()[0].name, "cfg{mac}.xml");
     }
 }
 

@@ -54,7 +54,7 @@ fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 /// Every field any message here carries; absent ones are empty.
 #[derive(Deserialize)]
-struct Msg<'a> {
+pub struct Msg<'a> {
     #[serde(default)]
     mt: String,
     #[serde(default)]
@@ -91,6 +91,98 @@ struct Msg<'a> {
     password: String,
     #[serde(default, deserialize_with = "text")]
     dns: String,
+}
+
+impl<'a> Msg<'a> {
+    /// One text message; `None` if it is not JSON of the expected form (the connection is
+    /// closed).
+    pub fn decode(text: &'a str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// The type, `mt`.
+    pub fn kind(&self) -> &str {
+        &self.mt
+    }
+
+    /// The fields an `AppLogin`'s digest covers, `info` as received.
+    pub fn login_fields(&self) -> LoginFields<'_> {
+        LoginFields {
+            app: &self.app,
+            domain: &self.domain,
+            sip: &self.sip,
+            guid: &self.guid,
+            dn: &self.dn,
+            info: self.info.map(RawValue::get),
+        }
+    }
+
+    /// The phone a `ProvisioningPhone` hands over, for the connection's domain (`name`, and
+    /// `pbx_domain` where the PBX names it otherwise) with the password decrypted under the
+    /// session `key`; else the refusal's error and text.
+    pub fn pbx_phone(
+        &self,
+        name: &str,
+        pbx_domain: &str,
+        key: &str,
+    ) -> Result<PbxPhone, (&'static str, String)> {
+        let m = self;
+        let refuse = |error: &'static str, text: &str| Err((error, text.to_owned()));
+        let pbx_name = m.domain.to_ascii_lowercase();
+        if pbx_name != name && (pbx_domain.is_empty() || pbx_name != pbx_domain) {
+            return refuse(
+                "unknown-domain",
+                "the domain is not this connection's domain",
+            );
+        }
+        let Ok(mac) = Mac::parse(&m.mac) else {
+            return refuse("invalid-mac", "mac is not a MAC address");
+        };
+        let password = match inno::decrypt(&m.seed1, key, &m.password) {
+            // RC4 has no integrity check: a wrong key shows as bytes that are no text.
+            Ok(p) if !p.is_empty() && !p.expose().chars().any(char::is_control) => p,
+            _ => {
+                return refuse(
+                    "undecryptable",
+                    "the password does not decrypt with this connection's session key",
+                );
+            }
+        };
+        let user = NewUser {
+            username: m.usename.clone(),
+            display_name: m.cn.clone(),
+            email: String::new(),
+            password: None,
+            enabled: true,
+            settings: Default::default(),
+        };
+        let registrar = if m.dns.trim().is_empty() {
+            pbx_name.clone()
+        } else {
+            m.dns.clone()
+        };
+        let account = NewSipAccount {
+            sip_user: m.usename.clone(),
+            auth_user: m.usename.clone(),
+            password,
+            display_name: m.cn.clone(),
+            registrar,
+            outbound_proxy: String::new(),
+            transport: Transport::default(),
+            options: Default::default(),
+        };
+        let (user, account) = match (user.validate(), account.validate()) {
+            (Ok(u), Ok(a)) => (u, a),
+            (Err(e), _) | (_, Err(e)) => return refuse("invalid-field", &e.to_string()),
+        };
+        Ok(PbxPhone {
+            mac,
+            hwid: m.hwid.chars().take(64).collect(),
+            code: code::normalize(&m.code),
+            user,
+            account,
+        })
+    }
 }
 
 struct Session {
@@ -143,7 +235,7 @@ impl Connection {
                 }
                 None => return,
             };
-            let Ok(msg) = serde_json::from_str::<Msg<'_>>(text.as_str()) else {
+            let Some(msg) = Msg::decode(text.as_str()) else {
                 tracing::info!(
                     ip = self.ip,
                     "an AppWebsocket message is not JSON of the expected form"
@@ -226,14 +318,7 @@ impl Connection {
                 );
             }
         };
-        let fields = LoginFields {
-            app: &m.app,
-            domain: &m.domain,
-            sip: &m.sip,
-            guid: &m.guid,
-            dn: &m.dn,
-            info: m.info.map(RawValue::get),
-        };
+        let fields = m.login_fields();
         // An unknown domain, or one without an app password, is refused like a wrong one.
         let good = domain.and_then(|d| {
             let password = d.app_password.clone()?;
@@ -274,60 +359,11 @@ impl Connection {
             );
             refusal(&m.mt, &m.src, error, text)
         };
-        let pbx_domain = m.domain.to_ascii_lowercase();
-        if pbx_domain != d.name && (d.pbx_domain.is_empty() || pbx_domain != d.pbx_domain) {
-            return refuse(
-                "unknown-domain",
-                "the domain is not this connection's domain",
-            );
-        }
-        let Ok(mac) = Mac::parse(&m.mac) else {
-            return refuse("invalid-mac", "mac is not a MAC address");
+        let phone = match m.pbx_phone(&d.name, &d.pbx_domain, session.key.expose()) {
+            Ok(p) => p,
+            Err((error, text)) => return refuse(error, &text),
         };
-        let password = match inno::decrypt(&m.seed1, session.key.expose(), &m.password) {
-            // RC4 has no integrity check: a wrong key shows as bytes that are no text.
-            Ok(p) if !p.is_empty() && !p.expose().chars().any(char::is_control) => p,
-            _ => {
-                return refuse(
-                    "undecryptable",
-                    "the password does not decrypt with this connection's session key",
-                );
-            }
-        };
-        let user = NewUser {
-            username: m.usename.clone(),
-            display_name: m.cn.clone(),
-            email: String::new(),
-            password: None,
-            enabled: true,
-            settings: Default::default(),
-        };
-        let registrar = if m.dns.trim().is_empty() {
-            pbx_domain.clone()
-        } else {
-            m.dns.clone()
-        };
-        let account = NewSipAccount {
-            sip_user: m.usename.clone(),
-            auth_user: m.usename.clone(),
-            password,
-            display_name: m.cn.clone(),
-            registrar,
-            outbound_proxy: String::new(),
-            transport: Transport::default(),
-            options: Default::default(),
-        };
-        let (user, account) = match (user.validate(), account.validate()) {
-            (Ok(u), Ok(a)) => (u, a),
-            (Err(e), _) | (_, Err(e)) => return refuse("invalid-field", &e.to_string()),
-        };
-        let phone = PbxPhone {
-            mac,
-            hwid: m.hwid.chars().take(64).collect(),
-            code: code::normalize(&m.code),
-            user,
-            account,
-        };
+        let mac = phone.mac;
         let actor = Actor(format!("innovaphone:{}@{}", session.app, self.ip));
         match self
             .st

@@ -10,7 +10,7 @@
 //! endpoint's budget for the domain. Before a peer proves itself, everything it does
 //! (reads and writes) ends at the 30 s deadline.
 
-mod appws;
+pub mod appws;
 mod sysclient;
 
 use std::time::Duration;

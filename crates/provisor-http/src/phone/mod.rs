@@ -490,7 +490,7 @@ pub enum PreviewError {
 }
 
 /// A run of exactly twelve hex digits in a file name, as a MAC.
-fn mac_in(file: &str) -> Option<Mac> {
+pub fn mac_in(file: &str) -> Option<Mac> {
     file.split(|c: char| !c.is_ascii_hexdigit())
         .find(|run| run.len() == 12)
         .and_then(|run| Mac::parse(run).ok())
