@@ -811,15 +811,26 @@ impl Phones {
         }
     }
 
+    /// The device whose token is `token`, from the cache where it can be.
     async fn device_for_token(
         &self,
         store: &dyn Store,
         token: &str,
-    ) -> provisor_store::Result<Option<PhoneDevice>> {
+    ) -> provisor_store::Result<Option<Arc<PhoneDevice>>> {
         if !looks_like_token(token) {
             return Ok(None);
         }
-        store.phone_by_token(&token::digest(token)).await
+        let digest = token::digest(token);
+        let load = store.phone_by_token(&digest);
+        // Unknown tokens are not kept (as many as anyone makes up), nor a device found by
+        // its previous token, which works only for a while.
+        let current = |found: &Option<Arc<PhoneDevice>>| {
+            found
+                .as_ref()
+                .is_some_and(|d| token::digest(d.token.expose()) == digest)
+        };
+        self.cached_device(DeviceKey::Token(digest.clone()), load, current)
+            .await
     }
 
     /// The device with `mac` (or that there is none), from the cache where it can be.
@@ -828,13 +839,27 @@ impl Phones {
         store: &dyn Store,
         mac: Mac,
     ) -> provisor_store::Result<Option<Arc<PhoneDevice>>> {
-        let key = DeviceKey::Mac(mac);
+        let load = store.phone_by_mac(mac);
+        self.cached_device(DeviceKey::Mac(mac), load, |_| true)
+            .await
+    }
+
+    /// What `key` finds: from the cache, or read by `load` and kept where `keep` says so.
+    async fn cached_device(
+        &self,
+        key: DeviceKey,
+        load: impl std::future::Future<Output = provisor_store::Result<Option<PhoneDevice>>>,
+        keep: impl FnOnce(&Option<Arc<PhoneDevice>>) -> bool,
+    ) -> provisor_store::Result<Option<Arc<PhoneDevice>>> {
+        // Read before the device: what is read under it is out of date after any change.
         let generation = self.cache.generation();
         if let Some(found) = self.cache.device(&key) {
             return Ok(found);
         }
-        let found = store.phone_by_mac(mac).await?.map(Arc::new);
-        self.cache.keep_device(generation, key, found.clone());
+        let found = load.await?.map(Arc::new);
+        if keep(&found) {
+            self.cache.keep_device(generation, key, found.clone());
+        }
         Ok(found)
     }
 
@@ -845,34 +870,13 @@ impl Phones {
         token: &str,
         req: &Request<'_>,
     ) -> provisor_store::Result<Outcome> {
-        let unknown = || {
-            tracing::info!(file = req.file, ip = %req.ip, "phone fetch refused: unknown token");
-            Ok(Outcome::NotFound)
-        };
-        if !looks_like_token(token) {
-            return unknown();
-        }
-        let digest = token::digest(token);
-        // Read before the device: what is read under it is out of date after any change.
+        // Read before the device, for the files made from it.
         let generation = self.cache.generation();
-        let key = DeviceKey::Token(digest.clone());
-        let device = match self.cache.device(&key) {
-            Some(Some(device)) => device,
-            // Unknown tokens are not kept (as many as anyone makes up), but were they...
-            Some(None) => return unknown(),
-            None => match store.phone_by_token(&digest).await? {
-                Some(device) => {
-                    let device = Arc::new(device);
-                    // Found by its previous token, which works only for a while: not kept.
-                    if token::digest(device.token.expose()) == digest {
-                        self.cache
-                            .keep_device(generation, key, Some(device.clone()));
-                    }
-                    device
-                }
-                None => return unknown(),
-            },
+        let Some(device) = self.device_for_token(store, token).await? else {
+            tracing::info!(file = req.file, ip = %req.ip, "phone fetch refused: unknown token");
+            return Ok(Outcome::NotFound);
         };
+        let digest = token::digest(token);
         let refuse = |reason: String| {
             self.refuse(req.refusal(device.mac, reason));
             Ok(Outcome::NotFound)
