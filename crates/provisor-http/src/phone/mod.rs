@@ -1045,11 +1045,11 @@ impl Phones {
         mac: Mac,
         req: &Request<'_>,
     ) -> provisor_store::Result<Option<Outcome>> {
-        // Made just now: what this node knew of the MAC is out of date.
-        self.cache.changes().changed();
         let Some(device) = store.phone_by_mac(mac).await? else {
             return Ok(None);
         };
+        // Made just now: that this node knew the MAC to have no device is out of date.
+        self.cache.forget_device(&device);
         store.disarm(device.id).await?;
         let target = f.clone().for_device(&device);
         self.serve_device(&device, &target, req, self.own_url(&device), None)
